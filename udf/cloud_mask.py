@@ -1,0 +1,561 @@
+# /// script
+# requires-python = ">=3.9"
+# dependencies = ["numpy", "xarray", "onnxruntime"]
+# ///
+"""Sentinel-2 cloud and cloud-shadow mask: an openEO UDF, and the engine behind every other door.
+
+An openEO backend runs this file chunk by chunk inside ``apply_neighborhood``;
+the installed package (``openeo_cloudmask.udf.cloud_mask``), the registered
+``cloud_mask`` process and the CLI import the very same functions. It depends on
+the standard library, numpy, xarray and onnxruntime only.
+
+Input: a cube with dimensions ``bands``, ``y`` and ``x`` (and optionally ``t``),
+in any order, holding Sentinel-2 digital numbers (reflectance x 10000) as any
+integer or float dtype. Band labels are Sentinel-2 names (``B02`` ... ``B12``,
+``B8A``); extra bands such as ``SCL`` are ignored. A pixel that is 0 or NaN in
+any band the model needs is *missing* and gets class 5; a chunk with nothing
+but missing pixels returns 5 without running the model.
+
+Output (``context["output"]``):
+
+- ``"classes"`` (default): one band ``cloud_mask`` with KappaMask codes
+  1 clear, 2 cloud shadow, 3 semi-transparent cloud, 4 cloud, 5 missing;
+- ``"probabilities"``: one band per class, ``prob_<class name>``, 0..1;
+- ``"cloud_detection"``: bands ``cloud`` (semi-transparent + opaque cloud) and
+  ``shadow``, 0..1, NaN where the input is missing, as in the openEO
+  ``cloud_detection`` proposal.
+
+Context keys (an unknown key is an error that lists these):
+
+- ``processing_level``: ``"L2A"`` (default) or ``"L1C"``, the level of the cube.
+- ``radiometric_offset``: the offset baked into the digital numbers you pass,
+  subtracted before masking. ``0`` (default) is right for CDSE's openEO
+  collections, which deliver harmonised values (processing baseline 04.00's
+  +1000 ``BOA_ADD_OFFSET`` already removed). Use ``1000`` for raw baseline
+  >= 04.00 products read straight from SAFE/COG files.
+- ``model``: model id, a card ``<id>.json`` beside ``<id>.onnx`` (default
+  ``"cloudmask-s2-4band"``).
+- ``model_dir``: directory holding the model, a ``file://`` URL, or ``None``
+  (default) to search the ``udf-dependency-archives`` folder
+  (``./cloudmask_deps``), ``models/`` beside this file and the installed
+  package. HTTP URLs are refused: nothing downloads during masking; give the
+  archive to the backend through the ``udf-dependency-archives`` job option.
+- ``output``: ``"classes"`` (default), ``"probabilities"`` or ``"cloud_detection"``.
+- ``buffer_m``: dilate cloud, semi-transparent cloud and shadow by this many
+  metres (default 0), as users do with SCL masks.
+- ``pixel_size_m``: ground sampling distance, for ``buffer_m``. Default: taken
+  from the ``x`` coordinate spacing when it looks like metres, else 10.
+- ``window_size`` / ``window_overlap``: the engine's inner tiling, in pixels.
+  Default: the model card's recommendation.
+
+Traps: the result of a chunk's outermost ``window_overlap`` pixels is only as
+good as the context the chunk carries, so run this in ``apply_neighborhood``
+with an ``overlap`` of at least the card's ``recommended_overlap``.
+"""
+
+import functools
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+_log = logging.getLogger("openeo_cloudmask")
+
+DEFAULT_MODEL = "cloudmask-s2-4band"
+#: Folder name that ``udf-dependency-archives`` entries unpack into (``<url>#cloudmask_deps``).
+ARCHIVE_FOLDER = "cloudmask_deps"
+#: Environment variable a backend operator sets to cap onnxruntime's threads per process.
+THREADS_ENV = "OPENEO_CLOUDMASK_ORT_THREADS"
+
+CLASS_CODES = {1: "clear", 2: "cloud_shadow", 3: "semi_transparent_cloud", 4: "cloud", 5: "missing"}
+CLEAR, SHADOW, SEMI, CLOUD, MISSING = 1, 2, 3, 4, 5
+OUTPUT_KINDS = ("classes", "probabilities", "cloud_detection")
+
+CONTEXT_DEFAULTS = {
+    "processing_level": "L2A",
+    "radiometric_offset": 0,
+    "model": DEFAULT_MODEL,
+    "model_dir": None,
+    "output": "classes",
+    "buffer_m": 0,
+    "pixel_size_m": None,
+    "window_size": None,
+    "window_overlap": None,
+}
+
+# Bands that exist in only one processing level: finding them contradicts a declared level.
+_L2A_ONLY_BANDS = {"SCL", "AOT", "WVP", "sunAzimuthAngles"}
+_L1C_ONLY_BANDS = {"B10"}
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class CloudMaskError(Exception):
+    """Base of every error this engine raises; ``code`` is an openEO-style error code."""
+
+    code = "CloudMaskError"
+
+
+class InvalidContextError(CloudMaskError, ValueError):
+    code = "InvalidContext"
+
+
+class InvalidInputError(CloudMaskError, ValueError):
+    code = "InvalidInput"
+
+
+class ModelFileError(CloudMaskError):
+    code = "ModelFileInvalid"
+
+
+# --------------------------------------------------------------------------- openEO UDF entry points
+
+
+def apply_datacube(cube: xr.DataArray, context: dict) -> xr.DataArray:
+    """openEO UDF entry point: mask one chunk. See the module docstring."""
+    return mask_cube(cube, context)
+
+
+def apply_metadata(metadata, context: dict):
+    """openEO UDF entry point: rename the band labels to the output's."""
+    options = parse_context(context)
+    names = output_band_names(options["output"])
+    return metadata.rename_labels(dimension="bands", target=names, source=metadata.band_names)
+
+
+# --------------------------------------------------------------------------- options
+
+
+def parse_context(context) -> dict:
+    """Validate a UDF context and fill in defaults. Errors name the key and the valid values."""
+    if context is None:
+        context = {}
+    if not isinstance(context, dict):
+        raise InvalidContextError(f"context must be a dict, got {type(context).__name__}")
+    unknown = sorted(set(context) - set(CONTEXT_DEFAULTS))
+    if unknown:
+        raise InvalidContextError(
+            f"unknown context key(s) {unknown}; valid keys are {sorted(CONTEXT_DEFAULTS)}"
+        )
+    options = {**CONTEXT_DEFAULTS, **{k: v for k, v in context.items() if v is not None}}
+
+    level = options["processing_level"]
+    if level not in ("L1C", "L2A"):
+        raise InvalidContextError(f"processing_level must be 'L1C' or 'L2A', got {level!r}")
+    if options["output"] not in OUTPUT_KINDS:
+        raise InvalidContextError(f"output must be one of {list(OUTPUT_KINDS)}, got {options['output']!r}")
+    for key in ("radiometric_offset", "buffer_m"):
+        value = options[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InvalidContextError(f"{key} must be a number, got {value!r}")
+    if options["buffer_m"] < 0:
+        raise InvalidContextError(f"buffer_m must be >= 0 metres, got {options['buffer_m']}")
+    if options["buffer_m"] and options["output"] == "probabilities":
+        raise InvalidContextError("buffer_m applies to output 'classes' or 'cloud_detection', not 'probabilities'")
+    if options["pixel_size_m"] is not None and not (
+        isinstance(options["pixel_size_m"], (int, float)) and options["pixel_size_m"] > 0
+    ):
+        raise InvalidContextError(f"pixel_size_m must be a positive number, got {options['pixel_size_m']!r}")
+    for key in ("window_size", "window_overlap"):
+        value = options[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise InvalidContextError(f"{key} must be a non-negative integer number of pixels, got {value!r}")
+    if not isinstance(options["model"], str) or not options["model"]:
+        raise InvalidContextError(f"model must be a model id string, got {options['model']!r}")
+    return options
+
+
+def output_band_names(output: str) -> list:
+    if output == "classes":
+        return ["cloud_mask"]
+    if output == "probabilities":
+        return [f"prob_{name}" for name in CLASS_CODES.values()]
+    return ["cloud", "shadow"]
+
+
+# --------------------------------------------------------------------------- model loading
+
+
+class CloudMaskModel:
+    """An ONNX session with its card. Build it with :func:`load_model`, which caches it per process."""
+
+    def __init__(self, card: dict, session, onnx_path: Path):
+        self.card = card
+        self.session = session
+        self.onnx_path = onnx_path
+        self.bands = list(card["input"]["bands"])
+        self.class_codes = [int(c["code"]) for c in card["output"]["classes"]]
+        self.input_name = card["input"]["name"]
+        self.output_name = card["output"]["name"]
+        tiling = card["tiling"]
+        self.size_multiple = int(tiling["size_multiple"])
+        self.min_tile_size = int(tiling["min_tile_size"])
+        self.window = int(tiling["recommended_window"])
+        self.overlap = int(tiling["recommended_overlap"])
+        self.resolution_m = float(card.get("resolution_m", 10.0))
+        self.processing_levels = tuple(card.get("processing_levels", ("L1C", "L2A")))
+
+    def __repr__(self):
+        return f"CloudMaskModel({self.card['id']!r} v{self.card['version']}, bands={self.bands})"
+
+
+#: How many InferenceSessions this process has created (tests and operators check "once per process").
+SESSION_LOADS = {"count": 0}
+
+
+def _default_model_dirs() -> list:
+    dirs = [Path.cwd() / ARCHIVE_FOLDER / "models", Path.cwd() / ARCHIVE_FOLDER]
+    here = globals().get("__file__")  # undefined when a backend execs this file as a string
+    if here:
+        dirs.append(Path(here).resolve().parent.parent / "models")
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("openeo_cloudmask.models")
+        if spec is not None and spec.submodule_search_locations:
+            dirs.extend(Path(p) for p in spec.submodule_search_locations)
+    except ImportError:
+        pass
+    return dirs
+
+
+def resolve_model_dir(model_dir, model_id: str) -> Path:
+    """Find the directory holding ``<model_id>.json``. Errors say where it looked and what to set."""
+    if model_dir is not None:
+        text = str(model_dir)
+        if text.startswith(("http://", "https://")):
+            raise InvalidContextError(
+                f"model_dir {text!r} is a web URL, and nothing downloads during masking: list the archive under the "
+                f"'udf-dependency-archives' job option as '{text}#{ARCHIVE_FOLDER}' and leave model_dir unset"
+            )
+        if text.startswith("file://"):
+            import urllib.parse
+
+            text = urllib.parse.unquote(urllib.parse.urlparse(text).path)
+        candidates = [Path(text), Path(text) / "models"]
+    else:
+        candidates = _default_model_dirs()
+    for directory in candidates:
+        if (directory / f"{model_id}.json").is_file():
+            return directory
+    raise ModelFileError(
+        f"model {model_id!r} not found: no {model_id}.json in {[str(c) for c in candidates]}. "
+        f"Set context 'model_dir', or on an openEO backend add the model archive to the job option "
+        f"'udf-dependency-archives' as '<url>#{ARCHIVE_FOLDER}'"
+    )
+
+
+def _import_onnxruntime(model_dir: Path):
+    # A dependency archive may carry onnxruntime beside the model: make it importable.
+    for root in (model_dir, model_dir.parent):
+        if (root / "onnxruntime").is_dir() and str(root) not in sys.path:
+            sys.path.append(str(root))
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise ModelFileError(
+            f"onnxruntime cannot be imported ({exc}); add the dependency archive with onnxruntime to the job option "
+            f"'udf-dependency-archives' ('<url>#{ARCHIVE_FOLDER}'), or pip install onnxruntime"
+        ) from None
+    return onnxruntime
+
+
+@functools.lru_cache(maxsize=8)
+def load_model(model_id: str = DEFAULT_MODEL, model_dir=None, threads: int = 0) -> CloudMaskModel:
+    """Load a model and its card once per process (cached on the hashable arguments).
+
+    The card's sha256, input channel count and output class count are checked
+    against the ONNX file; a mismatch or a corrupt file raises
+    :class:`ModelFileError` naming the file.
+    """
+    directory = resolve_model_dir(model_dir, model_id)
+    card_path = directory / f"{model_id}.json"
+    try:
+        card = json.loads(card_path.read_text())
+        onnx_path = directory / card["onnx_file"]
+        for section, key in (("input", "bands"), ("output", "classes"), ("tiling", "recommended_window")):
+            card[section][key]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ModelFileError(f"model card {card_path} is unreadable or incomplete ({exc!r})") from None
+    if not onnx_path.is_file():
+        raise ModelFileError(f"model card {card_path} names {onnx_path.name}, which is missing from {directory}")
+    digest = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+    if digest != card.get("onnx_sha256"):
+        raise ModelFileError(
+            f"{onnx_path}: sha256 {digest[:12]}... does not match {card_path.name} ({str(card.get('onnx_sha256'))[:12]}...); "
+            f"the file is corrupt or belongs to another card"
+        )
+    ort = _import_onnxruntime(directory)
+    options = ort.SessionOptions()
+    threads = threads or int(os.environ.get(THREADS_ENV, "0") or 0)
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises several unrelated types for corrupt files
+        raise ModelFileError(f"{onnx_path}: onnxruntime cannot load it ({exc})") from None
+    model = CloudMaskModel(card, session, onnx_path)
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    outputs = {o.name: o.shape for o in session.get_outputs()}
+    if inputs.get(model.input_name, [None, None])[1] != len(model.bands):
+        raise ModelFileError(f"{onnx_path}: input {inputs} does not take the card's {len(model.bands)} bands {model.bands}")
+    if outputs.get(model.output_name, [None, None])[1] != len(model.class_codes):
+        raise ModelFileError(f"{onnx_path}: output {outputs} does not give the card's classes {model.class_codes}")
+    SESSION_LOADS["count"] += 1
+    _log.info("loaded %r from %s", model, onnx_path)
+    return model
+
+
+# --------------------------------------------------------------------------- tiling and blending
+
+
+def tile_windows(length: int, window: int, overlap: int, multiple: int) -> tuple:
+    """Cut an axis of ``length`` pixels into equal windows that overlap by at least ``overlap``.
+
+    Returns ``(size, starts)``. The window count is the fewest that keeps the
+    overlap; the size is then shrunk to just cover the axis (rounded up to
+    ``multiple``), so little work is wasted. An axis shorter than one window
+    gets a single window of the axis length rounded up, to be padded.
+    """
+    if length <= window:
+        return int(math.ceil(length / multiple) * multiple), [0]
+    count = int(math.ceil((length - overlap) / (window - overlap)))
+    size = int(math.ceil((length + (count - 1) * overlap) / count / multiple) * multiple)
+    size = min(size, window)
+    starts = np.linspace(0, length - size, count).round().astype(int).tolist()
+    return size, starts
+
+
+@functools.lru_cache(maxsize=64)
+def _ramp(size: int, ramp: int, fade_start: bool, fade_end: bool) -> np.ndarray:
+    """1-D blending weight: linear fade over ``ramp`` pixels at the ends that meet a neighbour window."""
+    weight = np.ones(size, dtype=np.float32)
+    if ramp > 0:
+        edge = (np.arange(ramp, dtype=np.float32) + 0.5) / ramp
+        if fade_start:
+            weight[:ramp] = np.minimum(weight[:ramp], edge)
+        if fade_end:
+            weight[size - ramp :] = np.minimum(weight[size - ramp :], edge[::-1])
+    return weight
+
+
+def _pad_to(block: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Pad (C, h, w) up to (C, height, width) by reflection (symmetric where the block is tiny)."""
+    _, h, w = block.shape
+    if (h, w) == (height, width):
+        return block
+    pad = ((0, 0), (0, height - h), (0, width - w))
+    mode = "reflect" if min(h, w) > 1 else "symmetric"
+    return np.pad(block, pad, mode=mode)
+
+
+def predict_probabilities(model: CloudMaskModel, dn: np.ndarray, window=None, overlap=None, batch: int = 4):
+    """Class probabilities (K, H, W) for one image of digital numbers (C, H, W), in the card's band order.
+
+    The image is cut into overlapping windows (see :func:`tile_windows`); each
+    window's probabilities are blended with linear weights that fade to zero
+    where the window meets a neighbour, so seams vanish and the result does not
+    depend on where chunk boundaries fall. Missing pixels must already be 0.
+    """
+    window = window or model.window
+    overlap = model.overlap if overlap is None else overlap
+    multiple = model.size_multiple
+    window = max(model.min_tile_size, int(math.ceil(window / multiple) * multiple))
+    if 2 * overlap >= window:
+        raise InvalidContextError(f"window_overlap {overlap} must be less than half the window size {window}")
+    _, height, width = dn.shape
+    win_h, rows = tile_windows(height, window, overlap, multiple)
+    win_w, cols = tile_windows(width, window, overlap, multiple)
+    win_h, win_w = max(win_h, model.min_tile_size), max(win_w, model.min_tile_size)
+
+    k = len(model.class_codes)
+    total = np.zeros((k, height, width), dtype=np.float32)
+    weights = np.zeros((height, width), dtype=np.float32)
+    boxes = [(r, c) for r in rows for c in cols]
+    for first in range(0, len(boxes), batch):
+        group = boxes[first : first + batch]
+        stack = np.stack([_pad_to(dn[:, r : r + win_h, c : c + win_w], win_h, win_w) for r, c in group])
+        probs = model.session.run([model.output_name], {model.input_name: stack})[0]
+        for (r, c), p in zip(group, probs):
+            h, w = min(win_h, height - r), min(win_w, width - c)
+            wy = _ramp(win_h, overlap, r > 0, r + win_h < height)[:h]
+            wx = _ramp(win_w, overlap, c > 0, c + win_w < width)[:w]
+            weight = wy[:, None] * wx[None, :]
+            total[:, r : r + h, c : c + w] += p[:, :h, :w] * weight
+            weights[r : r + h, c : c + w] += weight
+    total /= weights
+    return total
+
+
+# --------------------------------------------------------------------------- masking
+
+
+def _dilate(image: np.ndarray, radius: int) -> np.ndarray:
+    """Grey dilation (maximum) over an octagon of ``radius`` pixels, numpy only."""
+    out = image.copy()
+    for step in range(radius):
+        src = out.copy()
+        out[1:, :] = np.maximum(out[1:, :], src[:-1, :])
+        out[:-1, :] = np.maximum(out[:-1, :], src[1:, :])
+        out[:, 1:] = np.maximum(out[:, 1:], src[:, :-1])
+        out[:, :-1] = np.maximum(out[:, :-1], src[:, 1:])
+        if step % 2:  # alternate 4- and 8-neighbourhoods: an octagon, close to a disk
+            src = out.copy()
+            out[1:, 1:] = np.maximum(out[1:, 1:], src[:-1, :-1])
+            out[:-1, :-1] = np.maximum(out[:-1, :-1], src[1:, 1:])
+            out[1:, :-1] = np.maximum(out[1:, :-1], src[:-1, 1:])
+            out[:-1, 1:] = np.maximum(out[:-1, 1:], src[1:, :-1])
+    return out
+
+
+def buffer_classes(codes: np.ndarray, radius: int) -> np.ndarray:
+    """Grow cloud, semi-transparent cloud and shadow over clear pixels by ``radius`` pixels.
+
+    Only clear pixels change; where buffers meet, cloud wins over semi-transparent
+    cloud, which wins over shadow.
+    """
+    if radius <= 0:
+        return codes
+    out = codes.copy()
+    clear = codes == CLEAR
+    for code in (SHADOW, SEMI, CLOUD):  # later codes overwrite earlier: cloud has priority
+        out[clear & _dilate(codes == code, radius)] = code
+    return out
+
+
+def mask_array(dn: np.ndarray, options: dict, model: CloudMaskModel, pixel_size_m: float = None) -> np.ndarray:
+    """The engine on plain numpy: (T, C, H, W) digital numbers in the model's band order -> (T, K_out, H, W).
+
+    ``options`` come from :func:`parse_context`. Output dtype is uint8 for
+    ``classes`` and float32 otherwise.
+    """
+    output = options["output"]
+    names = output_band_names(output)
+    t, _, height, width = dn.shape
+    dtype = np.uint8 if output == "classes" else np.float32
+    result = np.empty((t, len(names), height, width), dtype=dtype)
+    pixel = pixel_size_m or options["pixel_size_m"] or model.resolution_m
+    radius = int(round(options["buffer_m"] / pixel))
+    offset = float(options["radiometric_offset"])
+    codes_lookup = np.asarray(model.class_codes, dtype=np.uint8)
+    for i in range(t):
+        image = dn[i].astype(np.float32, copy=True)
+        missing = ~np.isfinite(image).all(axis=0) | (image == 0).any(axis=0)
+        if missing.all():
+            probs = np.zeros((len(model.class_codes), height, width), dtype=np.float32)
+            probs[model.class_codes.index(MISSING)] = 1.0
+        else:
+            if offset:
+                np.subtract(image, offset, out=image)
+                np.maximum(image, 1.0, out=image)
+            image[:, missing] = 0.0
+            probs = predict_probabilities(
+                model, image, window=options["window_size"], overlap=options["window_overlap"]
+            )
+            probs[:, missing] = 0.0
+            probs[model.class_codes.index(MISSING), missing] = 1.0
+        if output == "probabilities":
+            result[i] = probs[np.argsort(model.class_codes)]
+        elif output == "classes":
+            codes = codes_lookup[probs.argmax(axis=0)]
+            codes[missing] = MISSING
+            result[i, 0] = buffer_classes(codes, radius)
+        else:
+            index = model.class_codes.index
+            cloud = probs[index(CLOUD)] + probs[index(SEMI)]
+            shadow = probs[index(SHADOW)].copy()
+            if radius:
+                cloud, shadow = _dilate(cloud, radius), _dilate(shadow, radius)
+            cloud[missing] = np.nan
+            shadow[missing] = np.nan
+            result[i, 0], result[i, 1] = cloud, shadow
+    return result
+
+
+def _pixel_size_from_coords(cube: xr.DataArray):
+    if "x" in cube.coords and cube.sizes["x"] > 1:
+        x = np.asarray(cube.coords["x"].values)
+        if np.issubdtype(x.dtype, np.number):
+            step = float(abs(x[1] - x[0]))
+            if 5.0 <= step <= 1000.0:  # metres of a projected grid, not pixel indices or degrees
+                return step
+    return None
+
+
+def check_cube(cube: xr.DataArray, options: dict, model: CloudMaskModel) -> xr.DataArray:
+    """Validate dims, bands, dtype, level and scaling; return the model's bands as (t?, bands, y, x)."""
+    if not isinstance(cube, xr.DataArray):
+        raise InvalidInputError(f"expected an xarray.DataArray, got {type(cube).__name__}")
+    dims = set(cube.dims)
+    required = {"bands", "y", "x"}
+    if not required <= dims or not dims <= required | {"t"}:
+        raise InvalidInputError(
+            f"cube dimensions {list(cube.dims)} are not supported: need 'bands', 'y', 'x' and optionally 't' "
+            f"(rename_dimension, or reduce/drop the extra dimensions)"
+        )
+    if "bands" not in cube.coords:
+        raise InvalidInputError("the 'bands' dimension has no labels; label it with Sentinel-2 band names (B02, B03, ...)")
+    present = [str(b) for b in cube.coords["bands"].values]
+    missing = [b for b in model.bands if b not in present]
+    if missing:
+        raise InvalidInputError(
+            f"bands {missing} are missing: model {model.card['id']!r} needs {model.bands}, the cube has {present}; "
+            f"add them to load_collection(bands=...)"
+        )
+    level = options["processing_level"]
+    if level not in model.processing_levels:
+        raise InvalidContextError(f"model {model.card['id']!r} supports {list(model.processing_levels)}, not processing_level={level!r}")
+    contradicting = set(present) & (_L2A_ONLY_BANDS if level == "L1C" else _L1C_ONLY_BANDS)
+    if contradicting:
+        other = "L2A" if level == "L1C" else "L1C"
+        raise InvalidContextError(
+            f"processing_level={level!r} but the cube has {other}-only band(s) {sorted(contradicting)}: "
+            f"set processing_level to {other!r} or load the matching collection"
+        )
+    if not (np.issubdtype(cube.dtype, np.integer) or np.issubdtype(cube.dtype, np.floating)) or cube.dtype == bool:
+        raise InvalidInputError(
+            f"cube dtype {cube.dtype} is not supported: pass digital numbers (reflectance x 10000) as an int or float type"
+        )
+    order = [d for d in ("t", "bands", "y", "x") if d in dims]
+    return cube.sel(bands=model.bands).transpose(*order)
+
+
+def _check_scaling(dn: np.ndarray) -> None:
+    valid = dn[np.isfinite(dn) & (dn != 0)]
+    if valid.size and float(valid.max()) <= 2.0:
+        raise InvalidInputError(
+            f"values look like reflectance 0..1 (max {float(valid.max()):.3f}), not digital numbers: "
+            f"multiply the cube by 10000 (openEO: linear_scale_range or a multiply in apply)"
+        )
+
+
+def mask_cube(cube: xr.DataArray, context: dict = None) -> xr.DataArray:
+    """The engine on an xarray cube: validate, mask, and keep coordinates and attributes.
+
+    This is what every door calls: the UDF, the ``cloud_mask`` process, the CLI.
+    """
+    options = parse_context(context)
+    threads = int(os.environ.get(THREADS_ENV, "0") or 0)
+    model = load_model(options["model"], options["model_dir"], threads)
+    data = check_cube(cube, options, model)
+    dn = np.asarray(data.values)
+    if np.issubdtype(dn.dtype, np.floating):
+        _check_scaling(dn)
+    has_t = "t" in data.dims
+    stack = dn if has_t else dn[None]
+    result = mask_array(stack, options, model, _pixel_size_from_coords(cube))
+    if not has_t:
+        result = result[0]
+    coords = {name: coord for name, coord in data.coords.items() if "bands" not in coord.dims}
+    coords["bands"] = output_band_names(options["output"])
+    out = xr.DataArray(result, dims=data.dims, coords=coords, attrs=dict(cube.attrs), name="cloud_mask")
+    order = [d for d in cube.dims]
+    return out.transpose(*order)
