@@ -127,7 +127,7 @@ def apply_metadata(metadata, context: dict):
     """openEO UDF entry point: rename the band labels to the output's."""
     options = parse_context(context)
     names = output_band_names(options["output"])
-    return metadata.rename_labels(dimension="bands", target=names, source=metadata.band_names)
+    return metadata.rename_labels(dimension="bands", target=names)
 
 
 # --------------------------------------------------------------------------- options
@@ -336,10 +336,17 @@ def tile_windows(length: int, window: int, overlap: int, multiple: int) -> tuple
 
 @functools.lru_cache(maxsize=64)
 def _ramp(size: int, ramp: int, fade_start: bool, fade_end: bool) -> np.ndarray:
-    """1-D blending weight: linear fade over ``ramp`` pixels at the ends that meet a neighbour window."""
+    """1-D blending weight for the ends of a window that meet a neighbour window.
+
+    Over the ``ramp`` (overlap) pixels at such an end the weight is 0 for the
+    outer quarter, where the network sees the window edge instead of the
+    scene, then rises linearly to 1 at the inner quarter. Two windows that
+    overlap by ``ramp`` pixels thus have weights that sum to exactly 1.
+    """
     weight = np.ones(size, dtype=np.float32)
     if ramp > 0:
-        edge = (np.arange(ramp, dtype=np.float32) + 0.5) / ramp
+        margin = ramp // 4
+        edge = np.clip((np.arange(ramp, dtype=np.float32) + 0.5 - margin) / max(ramp - 2 * margin, 1), 0.0, 1.0)
         if fade_start:
             weight[:ramp] = np.minimum(weight[:ramp], edge)
         if fade_end:

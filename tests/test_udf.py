@@ -1,0 +1,291 @@
+"""The UDF door: `udf/cloud_mask.py` run through `openeo.udf.run_udf_code`, exactly as a backend runs it.
+
+Cubes are built from blocks whose brightness encodes (t, y, x), so a
+transposed or flipped axis gives a wrong class somewhere. The tiny plumbing
+model (tests/tiny_model.py) makes the expected answer computable.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from openeo.udf import UdfData, XarrayDataCube
+from openeo.udf.run_code import run_udf_code
+
+from tiny_model import expected_codes
+
+UDF_PATH = Path(__file__).resolve().parent.parent / "udf" / "cloud_mask.py"
+UDF_CODE = UDF_PATH.read_text()
+BLOCK = 16
+LEVELS = np.array([150, 1000, 2500, 6000])  # tiny model: shadow, clear, semi-transparent, cloud
+
+
+def coordinate_cube(t=3, height=96, width=80, dtype="uint16", extra_bands=("SCL",), order=("t", "bands", "y", "x")):
+    """A cube whose block brightness is a function of (t, block row, block column)."""
+    by = np.arange(height)[:, None] // BLOCK
+    bx = np.arange(width)[None, :] // BLOCK
+    frames = [LEVELS[(by + 2 * bx + 3 * i) % 4] for i in range(max(t, 1))]
+    image = np.stack(frames)[:, None].repeat(4, axis=1).astype(np.float64)
+    image[:, 3] *= 1.1  # B08 differs from the visible bands; the tiny model ignores it
+    bands = ["B02", "B03", "B04", "B08"]
+    if extra_bands:
+        image = np.concatenate([image, np.full((image.shape[0], len(extra_bands), height, width), 4.0)], axis=1)
+        bands += list(extra_bands)
+    cube = xr.DataArray(
+        image.astype(dtype),
+        dims=("t", "bands", "y", "x"),
+        coords={
+            "t": np.array(["2024-05-01", "2024-05-11", "2024-05-21"][: max(t, 1)], dtype="datetime64[ns]"),
+            "bands": bands,
+            "y": 5_000_000.0 - 10.0 * np.arange(height),
+            "x": 600_000.0 + 10.0 * np.arange(width),
+        },
+        attrs={"crs": "EPSG:32633", "note": "kept"},
+    )
+    if t == 0:
+        cube = cube.isel(t=0, drop=True)
+        order = tuple(d for d in order if d != "t")
+    return cube.transpose(*order)
+
+
+def interior(mask: np.ndarray) -> np.ndarray:
+    """Pixels at least 3 px away from a block edge, where the tiny model's 5x5 average is exact."""
+    yy = np.arange(mask.shape[-2]) % BLOCK
+    xx = np.arange(mask.shape[-1]) % BLOCK
+    keep_y = (yy >= 3) & (yy < BLOCK - 3)
+    keep_x = (xx >= 3) & (xx < BLOCK - 3)
+    return keep_y[:, None] & keep_x[None, :]
+
+
+def run_udf(cube: xr.DataArray, context: dict) -> xr.DataArray:
+    data = UdfData(datacube_list=[XarrayDataCube(cube)], user_context=context)
+    result = run_udf_code(code=UDF_CODE, data=data)
+    return result.get_datacube_list()[0].get_array()
+
+
+def expected_for(cube: xr.DataArray) -> np.ndarray:
+    dn = cube.sel(bands=["B02", "B03", "B04", "B08"])
+    if "t" not in dn.dims:
+        dn = dn.expand_dims("t")
+    dn = dn.transpose("t", "bands", "y", "x").values
+    return np.stack([expected_codes(frame) for frame in dn])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "uint16", "int32"])
+@pytest.mark.parametrize(
+    "order", [("t", "bands", "y", "x"), ("bands", "t", "x", "y"), ("y", "x", "t", "bands")], ids=lambda o: "".join(o)
+)
+def test_udf_classes_follow_coordinates(tiny_context, dtype, order):
+    cube = coordinate_cube(dtype=dtype, order=order)
+    out = run_udf(cube, tiny_context)
+
+    assert out.dims == tuple("bands" if d == "bands" else d for d in order)
+    assert list(out.bands.values) == ["cloud_mask"]
+    assert out.dtype == np.uint8
+    got = out.transpose("t", "bands", "y", "x").values[:, 0]
+    want = expected_for(cube)
+    keep = interior(got)
+    assert set(np.unique(want[:, keep])) == {1, 2, 3, 4}
+    np.testing.assert_array_equal(got[:, keep], want[:, keep])
+    # Coordinates and attributes travel through unchanged.
+    for dim in ("t", "y", "x"):
+        np.testing.assert_array_equal(out[dim].values, cube[dim].values)
+    assert out.attrs["note"] == "kept"
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "float32"])
+def test_udf_without_time_dimension(tiny_context, dtype):
+    cube = coordinate_cube(t=0, dtype=dtype, order=("bands", "y", "x"))
+    out = run_udf(cube, tiny_context)
+    assert out.dims == ("bands", "y", "x")
+    keep = interior(out.values[0])
+    np.testing.assert_array_equal(out.values[0][keep], expected_for(cube)[0][keep])
+
+
+def test_nodata_zero_and_nan_are_class_5(tiny_context):
+    cube = coordinate_cube(dtype="float32")
+    values = cube.values.copy()
+    b02 = list(cube.bands.values).index("B02")
+    b08 = list(cube.bands.values).index("B08")
+    values[0, b02, 5:9, 5:9] = 0  # zero in one band
+    values[1, b08, 20:30, 40:50] = np.nan  # NaN in another
+    values[2, :, :, :8] = 0  # an orbit edge
+    out = run_udf(cube.copy(data=values), tiny_context).values[:, 0]
+    assert (out[0, 5:9, 5:9] == 5).all()
+    assert (out[1, 20:30, 40:50] == 5).all()
+    assert (out[2, :, :8] == 5).all()
+    assert (out[2, :, 12:] != 5).all()
+
+
+def test_all_nodata_chunk_is_class_5_without_running_the_model(tiny_context, monkeypatch):
+    cube = coordinate_cube(dtype="float32")
+    cube = cube.copy(data=np.full(cube.shape, np.nan, dtype=np.float32))
+    out = run_udf(cube, {**tiny_context, "output": "classes"})
+    assert (out.values == 5).all()
+    probs = run_udf(cube, {**tiny_context, "output": "probabilities"})
+    assert (probs.sel(bands="prob_missing").values == 1).all()
+    detection = run_udf(cube, {**tiny_context, "output": "cloud_detection"})
+    assert np.isnan(detection.values).all()
+
+
+def test_probabilities_and_cloud_detection_outputs(tiny_context):
+    cube = coordinate_cube(dtype="uint16")
+    probs = run_udf(cube, {**tiny_context, "output": "probabilities"})
+    assert list(probs.bands.values) == [
+        "prob_clear",
+        "prob_cloud_shadow",
+        "prob_semi_transparent_cloud",
+        "prob_cloud",
+        "prob_missing",
+    ]
+    np.testing.assert_allclose(probs.sum("bands").values, 1.0, atol=1e-4)
+    classes = run_udf(cube, tiny_context)
+    argmax = probs.transpose("t", "bands", "y", "x").values.argmax(axis=1) + 1
+    np.testing.assert_array_equal(argmax, classes.transpose("t", "bands", "y", "x").values[:, 0])
+
+    detection = run_udf(cube, {**tiny_context, "output": "cloud_detection"})
+    assert list(detection.bands.values) == ["cloud", "shadow"]
+    assert detection.dtype == np.float32
+    np.testing.assert_allclose(
+        detection.sel(bands="cloud").values,
+        probs.sel(bands="prob_cloud").values + probs.sel(bands="prob_semi_transparent_cloud").values,
+        atol=1e-5,
+    )
+
+
+def test_buffer_grows_cloud_and_shadow_over_clear_only(tiny_context):
+    cube = coordinate_cube(t=0, dtype="uint16", order=("bands", "y", "x"))
+    plain = run_udf(cube, tiny_context).values[0]
+    buffered = run_udf(cube, {**tiny_context, "buffer_m": 40}).values[0]
+    changed = plain != buffered
+    assert changed.any()
+    assert (plain[changed] == 1).all(), "only clear pixels may be claimed by a buffer"
+    assert (buffered[changed] != 1).all()
+    # 40 m at 10 m pixels: nothing farther than 4 px (octagon radius) from a non-clear pixel changes.
+    assert (plain != 1).sum() < (buffered != 1).sum()
+
+
+def test_chunk_smaller_than_model_minimum_is_padded_not_rejected(tiny_context):
+    cube = coordinate_cube(t=1, height=96, width=80, dtype="uint16").isel(y=slice(3, 8), x=slice(3, 10))
+    out = run_udf(cube, tiny_context)
+    assert out.sizes["y"] == 5 and out.sizes["x"] == 7
+    np.testing.assert_array_equal(out.values[0, 0], expected_for(cube)[0])
+
+
+def test_result_does_not_depend_on_chunk_boundaries(tiny_context):
+    """Whole cube vs four overlapping chunks (as apply_neighborhood cuts them, overlap trimmed)."""
+    rng = np.random.default_rng(3)
+    height, width, overlap = 200, 232, 16
+    noise = rng.normal(0, 1, (height // 8, width // 8)).repeat(8, 0).repeat(8, 1)
+    brightness = np.clip(1800 + 1600 * noise, 1, 9000)
+    image = np.stack([brightness] * 4)[None].astype(np.float32)
+    cube = xr.DataArray(
+        image,
+        dims=("t", "bands", "y", "x"),
+        coords={"t": [np.datetime64("2024-06-01", "ns")], "bands": ["B02", "B03", "B04", "B08"]},
+    )
+    whole = run_udf(cube, tiny_context).values
+    stitched = np.zeros_like(whole)
+    half_y, half_x = height // 2, width // 2
+    for y0, y1 in ((0, half_y), (half_y, height)):
+        for x0, x1 in ((0, half_x), (half_x, width)):
+            ys, xs = max(0, y0 - overlap), max(0, x0 - overlap)
+            chunk = cube.isel(y=slice(ys, min(height, y1 + overlap)), x=slice(xs, min(width, x1 + overlap)))
+            out = run_udf(chunk, tiny_context).values
+            stitched[..., y0:y1, x0:x1] = out[..., y0 - ys : y1 - ys, x0 - xs : x1 - xs]
+    agreement = (stitched == whole).mean()
+    assert agreement >= 0.999, agreement
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ({"procesing_level": "L2A"}, "unknown context key(s) ['procesing_level']; valid keys are"),
+        ({"processing_level": "L3"}, "processing_level must be 'L1C' or 'L2A'"),
+        ({"output": "mask"}, "output must be one of"),
+        ({"buffer_m": -10}, "buffer_m must be >= 0"),
+        ({"radiometric_offset": "1000"}, "radiometric_offset must be a number"),
+        ({"model_dir": "https://example.org/models"}, "udf-dependency-archives"),
+    ],
+)
+def test_bad_context_is_a_clear_error(tiny_context, context, message):
+    with pytest.raises(ValueError, match=None) as info:
+        run_udf(coordinate_cube(), {**tiny_context, **context})
+    assert message in str(info.value)
+
+
+def test_missing_band_names_the_bands_and_the_fix(tiny_context):
+    cube = coordinate_cube().sel(bands=["B02", "B04", "B08", "SCL"])
+    with pytest.raises(ValueError) as info:
+        run_udf(cube, tiny_context)
+    assert "['B03'] are missing" in str(info.value)
+    assert "load_collection" in str(info.value)
+
+
+def test_wrong_dimensions_and_dtype_and_scaling(tiny_context):
+    cube = coordinate_cube()
+    with pytest.raises(ValueError, match="dimensions .* are not supported"):
+        run_udf(cube.rename(bands="band"), tiny_context)
+    with pytest.raises(ValueError, match="dtype bool is not supported"):
+        run_udf(cube > 1000, tiny_context)
+    with pytest.raises(ValueError, match="look like reflectance 0..1"):
+        run_udf(cube.astype("float32") / 10000.0, tiny_context)
+
+
+def test_level_contradicted_by_bands_names_the_parameter(tiny_context):
+    with pytest.raises(ValueError, match="processing_level='L1C' but the cube has L2A-only band"):
+        run_udf(coordinate_cube(extra_bands=("SCL",)), {**tiny_context, "processing_level": "L1C"})
+    with pytest.raises(ValueError, match="processing_level='L2A' but the cube has L1C-only band"):
+        run_udf(coordinate_cube(extra_bands=("B10",)), {**tiny_context, "processing_level": "L2A"})
+
+
+def test_radiometric_offset_is_subtracted(tiny_context):
+    cube = coordinate_cube(extra_bands=())
+    plain = run_udf(cube, tiny_context)
+    shifted = run_udf(cube + 1000, {**tiny_context, "radiometric_offset": 1000})
+    np.testing.assert_array_equal(plain.values, shifted.values)
+
+
+def test_corrupt_or_mismatched_model_file_names_the_file(tiny_model_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "tiny-test.onnx").write_bytes(b"not an onnx file")
+    with pytest.raises(Exception) as info:
+        run_udf(coordinate_cube(), {"model": "tiny-test", "model_dir": str(broken)})
+    assert "tiny-test.onnx" in str(info.value) and "sha256" in str(info.value)
+
+    with pytest.raises(Exception) as info:
+        run_udf(coordinate_cube(), {"model": "no-such-model", "model_dir": str(broken)})
+    assert "no-such-model" in str(info.value) and "udf-dependency-archives" in str(info.value)
+
+
+def test_apply_metadata_renames_bands(tiny_context):
+    from openeo.metadata import Band, BandDimension, CubeMetadata, SpatialDimension, TemporalDimension
+
+    namespace = {}
+    exec(compile(UDF_CODE, str(UDF_PATH), "exec"), namespace)
+    metadata = CubeMetadata(
+        dimensions=[
+            TemporalDimension(name="t", extent=None),
+            BandDimension(name="bands", bands=[Band(b) for b in ("B02", "B03", "B04", "B08")]),
+            SpatialDimension(name="x", extent=[0, 1]),
+            SpatialDimension(name="y", extent=[0, 1]),
+        ]
+    )
+    renamed = namespace["apply_metadata"](metadata, {"output": "cloud_detection"})
+    assert renamed.band_names == ["cloud", "shadow"]
+    assert namespace["apply_metadata"](metadata, {}).band_names == ["cloud_mask"]
+
+
+def test_session_is_created_once_per_process(tiny_context):
+    from openeo.udf.run_code import load_module_from_string
+
+    module = load_module_from_string(UDF_CODE)  # openEO caches the UDF module per code string
+    run_udf(coordinate_cube(), tiny_context)
+    loads = module["SESSION_LOADS"]["count"]
+    for _ in range(3):
+        run_udf(coordinate_cube(), tiny_context)
+    assert module["SESSION_LOADS"]["count"] == loads >= 1
