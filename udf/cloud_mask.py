@@ -210,7 +210,8 @@ class CloudMaskModel:
 SESSION_LOADS = {"count": 0}
 
 
-def _default_model_dirs() -> list:
+def model_search_dirs() -> list:
+    """Where the model is looked for when ``model_dir`` is not given, in order."""
     dirs = [Path.cwd() / ARCHIVE_FOLDER / "models", Path.cwd() / ARCHIVE_FOLDER]
     here = globals().get("__file__")  # undefined when a backend execs this file as a string
     if here:
@@ -241,7 +242,7 @@ def resolve_model_dir(model_dir, model_id: str) -> Path:
             text = urllib.parse.unquote(urllib.parse.urlparse(text).path)
         candidates = [Path(text), Path(text) / "models"]
     else:
-        candidates = _default_model_dirs()
+        candidates = model_search_dirs()
     for directory in candidates:
         if (directory / f"{model_id}.json").is_file():
             return directory
@@ -267,14 +268,21 @@ def _import_onnxruntime(model_dir: Path):
     return onnxruntime
 
 
-@functools.lru_cache(maxsize=8)
 def load_model(model_id: str = DEFAULT_MODEL, model_dir=None, threads: int = 0) -> CloudMaskModel:
-    """Load a model and its card once per process (cached on the hashable arguments).
+    """Load a model and its card once per process.
 
-    The card's sha256, input channel count and output class count are checked
-    against the ONNX file; a mismatch or a corrupt file raises
-    :class:`ModelFileError` naming the file.
+    Cached on the normalised arguments, however they are passed. The card's
+    sha256, input channel count and output class count are checked against
+    the ONNX file; a mismatch or a corrupt file raises :class:`ModelFileError`
+    naming the file. ``threads`` caps onnxruntime's intra-op threads (0: the
+    ``OPENEO_CLOUDMASK_ORT_THREADS`` environment variable, else all cores).
     """
+    threads = int(threads or os.environ.get(THREADS_ENV, "0") or 0)
+    return _load_model_cached(str(model_id), None if model_dir is None else str(model_dir), threads)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_model_cached(model_id: str, model_dir, threads: int) -> CloudMaskModel:
     directory = resolve_model_dir(model_dir, model_id)
     card_path = directory / f"{model_id}.json"
     try:
@@ -294,7 +302,6 @@ def load_model(model_id: str = DEFAULT_MODEL, model_dir=None, threads: int = 0) 
         )
     ort = _import_onnxruntime(directory)
     options = ort.SessionOptions()
-    threads = threads or int(os.environ.get(THREADS_ENV, "0") or 0)
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -550,8 +557,7 @@ def mask_cube(cube: xr.DataArray, context: dict = None) -> xr.DataArray:
     This is what every door calls: the UDF, the ``cloud_mask`` process, the CLI.
     """
     options = parse_context(context)
-    threads = int(os.environ.get(THREADS_ENV, "0") or 0)
-    model = load_model(options["model"], options["model_dir"], threads)
+    model = load_model(options["model"], options["model_dir"])
     data = check_cube(cube, options, model)
     dn = np.asarray(data.values)
     if np.issubdtype(dn.dtype, np.floating):
@@ -566,3 +572,7 @@ def mask_cube(cube: xr.DataArray, context: dict = None) -> xr.DataArray:
     out = xr.DataArray(result, dims=data.dims, coords=coords, attrs=dict(cube.attrs), name="cloud_mask")
     order = [d for d in cube.dims]
     return out.transpose(*order)
+
+
+load_model.cache_info = _load_model_cached.cache_info
+load_model.cache_clear = _load_model_cached.cache_clear

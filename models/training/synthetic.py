@@ -1,0 +1,193 @@
+"""Synthetic clouds, semi-transparent clouds and shadows on clear-sky backgrounds, with exact labels.
+
+Everything here is numpy only (the tests run it without torch). One call,
+:func:`synthesize`, turns a clear background (reflectance, (4, H, W), B02 B03
+B04 B08) into a cloudy image and its exact label (codes 1..5):
+
+* **Optical thickness** fields tau >= 0 come from multi-scale (power-law,
+  "fractal") noise: ``cumulus`` (lumpy, thick), ``stratus`` (wide, smooth),
+  ``fragmented`` (small broken cumuli), ``cirrus`` (thin, stretched streaks)
+  and ``haze`` (very smooth, thin). One to three layers are stacked.
+* **Cloud reflectance**: a conservatively scattering layer of albedo
+  A = tau / (tau + 6.5) over a Lambertian surface r gives
+  R = A + (1 - A)^2 r / (1 - A r) (the adding formula). A is scaled per band
+  (clouds are nearly grey, thin ice cloud slightly bluer) and by a textured
+  "brightness" for cloud-top relief, so thin cloud is partial transmission,
+  not a white paint.
+* **Labels**: cloud (4) where A >= 0.5, semi-transparent (3) where
+  0.07 <= A < 0.5, so the surface still shows through; below that clear.
+* **Shadows**: the thickness field is shifted along the sun azimuth by
+  cloud height / tan(sun elevation), clamped to the crop's margin. The surface
+  keeps a band-dependent diffuse-light floor d (blue most, NIR least):
+  r' = r (d + (1 - d) exp(-tau_shifted)). Label shadow (2) where the NIR
+  darkening 1 - r'/r >= 0.35 and no cloud is on top.
+* **Nodata**: with some probability a straight orbit-edge-like border sets all
+  bands to 0 and the label to 5.
+* **Sensor/processing variety**: per-band gain and offset jitter, an L1C-like
+  path-radiance offset (Rayleigh-shaped), Gaussian noise, 10 m or 20-30 m
+  pixels (the caller downsamples the background, see ``scale``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CLEAR, SHADOW, SEMI, CLOUD, MISSING = 1, 2, 3, 4, 5
+CLOUD_ALBEDO = 0.5
+SEMI_ALBEDO = 0.07
+SHADOW_DARKENING = 0.35
+ALBEDO_TAU = 6.5
+CLOUD_KINDS = ("cumulus", "stratus", "fragmented", "cirrus", "haze")
+
+#: Typical surface reflectance spectra (B02, B03, B04, B08) for procedural backgrounds.
+SURFACE_SPECTRA = {
+    "vegetation": (0.03, 0.06, 0.04, 0.33),
+    "dry_vegetation": (0.05, 0.08, 0.09, 0.25),
+    "soil": (0.09, 0.13, 0.17, 0.25),
+    "desert": (0.17, 0.24, 0.31, 0.37),
+    "water": (0.05, 0.05, 0.03, 0.01),
+    "urban": (0.11, 0.12, 0.13, 0.18),
+}
+
+
+def fractal_noise(rng: np.random.Generator, shape: tuple, beta: float, stretch: float = 1.0, angle: float = 0.0) -> np.ndarray:
+    """Zero-mean, unit-variance noise with power spectrum ~ 1/f^beta; ``stretch`` > 1 elongates along ``angle``."""
+    h, w = shape
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    c, s = np.cos(angle), np.sin(angle)
+    along = fx * c + fy * s
+    across = -fx * s + fy * c
+    f = np.sqrt((along * stretch) ** 2 + across**2)
+    f[0, 0] = 1.0
+    amplitude = f ** (-beta / 2.0)
+    amplitude[0, 0] = 0.0
+    spectrum = (rng.standard_normal(amplitude.shape) + 1j * rng.standard_normal(amplitude.shape)) * amplitude
+    field = np.fft.irfft2(spectrum, s=(h, w))
+    field -= field.mean()
+    return (field / (field.std() + 1e-12)).astype(np.float32)
+
+
+def cloud_layer(rng: np.random.Generator, shape: tuple, kind: str) -> np.ndarray:
+    """Optical thickness tau (H, W) of one cloud layer of a given kind."""
+    if kind == "cumulus":
+        beta, cover, tau_max, stretch = rng.uniform(2.8, 3.6), rng.uniform(0.1, 0.55), rng.uniform(15, 60), 1.0
+    elif kind == "stratus":
+        beta, cover, tau_max, stretch = rng.uniform(3.4, 4.2), rng.uniform(0.3, 0.9), rng.uniform(5, 40), 1.0
+    elif kind == "fragmented":
+        beta, cover, tau_max, stretch = rng.uniform(2.0, 2.7), rng.uniform(0.05, 0.35), rng.uniform(4, 30), 1.0
+    elif kind == "cirrus":
+        beta, cover, tau_max, stretch = rng.uniform(2.6, 3.6), rng.uniform(0.2, 0.8), rng.uniform(0.6, 6), rng.uniform(2, 8)
+    elif kind == "haze":
+        beta, cover, tau_max, stretch = rng.uniform(3.8, 4.6), rng.uniform(0.4, 1.0), rng.uniform(0.3, 3), 1.0
+    else:
+        raise ValueError(f"unknown cloud kind {kind!r}; use one of {CLOUD_KINDS}")
+    noise = fractal_noise(rng, shape, beta, stretch, rng.uniform(0, np.pi))
+    threshold = np.quantile(noise, 1.0 - cover)
+    excess = np.clip(noise - threshold, 0.0, None)
+    top = np.quantile(excess[excess > 0], 0.95) if np.any(excess > 0) else 1.0
+    # a soft-edged profile: thickness grows as a power of the excess above the threshold
+    sharpness = rng.uniform(0.6, 1.6)
+    return (tau_max * np.clip(excess / (top + 1e-6), 0.0, 1.5) ** sharpness).astype(np.float32)
+
+
+def procedural_background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A cloud-free surface (4, size, size) in reflectance: fractal mixtures of typical spectra."""
+    names = list(SURFACE_SPECTRA)
+    chosen = rng.choice(len(names), size=rng.integers(2, 5), replace=False)
+    logits = np.stack([fractal_noise(rng, (size, size), rng.uniform(2.0, 3.5)) * rng.uniform(2, 6) for _ in chosen])
+    weights = np.exp(logits - logits.max(axis=0))
+    weights /= weights.sum(axis=0)
+    spectra = np.array([SURFACE_SPECTRA[names[i]] for i in chosen], dtype=np.float32)
+    surface = np.einsum("kb,khw->bhw", spectra * rng.uniform(0.8, 1.2, spectra.shape), weights)
+    texture = 1.0 + 0.15 * fractal_noise(rng, (size, size), 1.5)
+    return np.clip(surface * texture, 0.001, 1.0).astype(np.float32)
+
+
+def nodata_border(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Boolean mask of a straight, orbit-edge-like nodata border covering 5-50 % of the crop."""
+    angle = rng.uniform(0, 2 * np.pi)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) - size / 2
+    distance = xx * np.cos(angle) + yy * np.sin(angle)
+    return distance > np.quantile(distance, 1.0 - rng.uniform(0.05, 0.5))
+
+
+def synthesize(background: np.ndarray, rng: np.random.Generator, margin: int = 64, options: dict | None = None):
+    """Composite clouds and shadows onto ``background`` (4, S, S) reflectance; returns (dn float32, label uint8).
+
+    ``margin``: the cloud field is drawn on a canvas this much larger on every
+    side, so shadows can come from clouds outside the crop (and clouds can have
+    shadows outside it). ``options`` can force ``kinds`` (list of cloud kinds),
+    ``nodata`` (bool), ``shadow_px`` (shadow distance) for tests.
+    """
+    options = options or {}
+    _, size, _ = background.shape
+    canvas = size + 2 * margin
+    n_layers = int(rng.choice([1, 1, 2, 2, 3]))
+    kinds = options.get("kinds") or list(rng.choice(CLOUD_KINDS, size=n_layers, p=[0.3, 0.15, 0.2, 0.2, 0.15]))
+
+    # per layer: thickness on the canvas and its shadow shift (cloud height / tan(sun elevation))
+    azimuth = rng.uniform(0, 2 * np.pi)
+    tau = np.zeros((canvas, canvas), np.float32)
+    tau_shadow = np.zeros((canvas, canvas), np.float32)
+    for kind in kinds:
+        layer = cloud_layer(rng, (canvas, canvas), kind)
+        if "shadow_px" in options:
+            distance = options["shadow_px"]
+        else:
+            height_m = rng.uniform(500, 9000) if kind not in ("cirrus", "haze") else rng.uniform(6000, 11000)
+            elevation = np.deg2rad(rng.uniform(15, 75))
+            pixel_m = options.get("pixel_m", 10.0)
+            distance = min(height_m / np.tan(elevation) / pixel_m, margin)
+        dy, dx = int(round(distance * np.sin(azimuth))), int(round(distance * np.cos(azimuth)))
+        tau += layer
+        tau_shadow += np.roll(layer, (dy, dx), axis=(0, 1))
+    crop = (slice(margin, margin + size), slice(margin, margin + size))
+    tau, tau_shadow = tau[crop], tau_shadow[crop]
+
+    # shadow: direct light blocked, a band-dependent diffuse floor (bluer in shadow)
+    diffuse = np.array([rng.uniform(0.3, 0.5), rng.uniform(0.22, 0.4), rng.uniform(0.17, 0.33), rng.uniform(0.08, 0.25)], np.float32)
+    direct = np.exp(-tau_shadow)[None]
+    surface = background * (diffuse[:, None, None] + (1 - diffuse[:, None, None]) * direct)
+    darkening_nir = 1.0 - (diffuse[3] + (1 - diffuse[3]) * direct[0])
+
+    # cloud: adding formula with a textured, nearly grey albedo
+    albedo = tau / (tau + ALBEDO_TAU)
+    brightness = np.clip(rng.uniform(0.75, 1.0) + 0.12 * fractal_noise(rng, (size, size), 2.5), 0.4, 1.05)
+    tint = np.array([1.0, 0.99, 0.98, rng.uniform(0.9, 1.0)], np.float32) * rng.uniform(0.97, 1.03, 4).astype(np.float32)
+    a_band = np.clip(albedo[None] * brightness[None] * tint[:, None, None], 0.0, 0.98)
+    image = a_band + (1 - a_band) ** 2 * surface / (1 - a_band * surface)
+
+    label = np.full((size, size), CLEAR, np.uint8)
+    label[(darkening_nir >= SHADOW_DARKENING)] = SHADOW
+    label[albedo >= SEMI_ALBEDO] = SEMI
+    label[albedo >= CLOUD_ALBEDO] = CLOUD
+
+    # sensor and processing variety
+    if rng.random() < 0.35:  # L1C-like path radiance, Rayleigh-shaped
+        image = image + rng.uniform(0.02, 0.09) * np.array([1.0, 0.62, 0.38, 0.1], np.float32)[:, None, None]
+    image = image * rng.uniform(0.93, 1.07, (4, 1, 1)) + rng.uniform(-0.006, 0.006, (4, 1, 1))
+    image = image + rng.normal(0, rng.uniform(0.0, 0.004), image.shape)
+    dn = np.clip(np.round(image * 10000.0), 1.0, 30000.0).astype(np.float32)
+
+    nodata = options.get("nodata", rng.random() < 0.15)
+    if nodata:
+        border = nodata_border(rng, size)
+        dn[:, border] = 0.0
+        label[border] = MISSING
+    return dn, label
+
+
+def downsample(image: np.ndarray, factor: int) -> np.ndarray:
+    """Block mean of (C, H, W) by an integer factor (H, W multiples of it): 10 m -> 20/30 m pixels."""
+    if factor == 1:
+        return image
+    c, h, w = image.shape
+    return image.reshape(c, h // factor, factor, w // factor, factor).mean(axis=(2, 4))
+
+
+def demo_scene(seed: int = 0, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed, fully procedural example holding all five classes (for tests and docs)."""
+    rng = np.random.default_rng(seed)
+    background = procedural_background(rng, size)
+    return synthesize(background, rng, margin=32, options={"kinds": ["cumulus", "cirrus"], "nodata": True, "shadow_px": 20})
