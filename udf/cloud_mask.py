@@ -536,6 +536,23 @@ def _pixel_size_from_coords(cube: xr.DataArray):
     return None
 
 
+def check_tiling(options: dict, model: CloudMaskModel) -> None:
+    """Reject a ``window_size``/``window_overlap`` the model cannot work with, naming the key to change."""
+    window, overlap = options["window_size"], options["window_overlap"]
+    if window is not None and window < model.min_tile_size:
+        raise InvalidContextError(
+            f"window_size {window} is smaller than model {model.card['id']!r} needs: "
+            f"set window_size >= {model.min_tile_size} px (default {model.window})"
+        )
+    window = window or model.window
+    overlap = model.overlap if overlap is None else overlap
+    if 2 * overlap >= window:
+        raise InvalidContextError(
+            f"window_overlap {overlap} must be less than half of window_size {window}; "
+            f"the model card recommends {model.overlap}"
+        )
+
+
 def check_cube(cube: xr.DataArray, options: dict, model: CloudMaskModel) -> xr.DataArray:
     """Validate dims, bands, dtype, level and scaling; return the model's bands as (t?, bands, y, x)."""
     if not isinstance(cube, xr.DataArray):
@@ -590,6 +607,7 @@ def mask_cube(cube: xr.DataArray, context: dict = None) -> xr.DataArray:
     """
     options = parse_context(context)
     model = load_model(options["model"], options["model_dir"])
+    check_tiling(options, model)
     data = check_cube(cube, options, model)
     dn = np.asarray(data.values)
     if np.issubdtype(dn.dtype, np.floating):

@@ -1,0 +1,36 @@
+"""CDSE: the cloud mask alone, by calling the published ``cloud_mask`` UDP.
+
+    python examples/cdse_cloud_mask.py --print   # the process graph, built offline (no account needed)
+    python examples/cdse_cloud_mask.py           # log in to CDSE and run it as a batch job
+
+The UDP brings its own job options (``python-memory`` and the dependency archive
+with the model and onnxruntime), so nothing else is needed.
+"""
+
+import json
+import sys
+
+import openeo
+
+from openeo_cloudmask.client_workflows import BACKEND, load_sentinel2
+from openeo_cloudmask.udp import udp_namespace_url
+
+
+def build(connection=None):
+    s2 = load_sentinel2(connection)  # SENTINEL2_L2A, bands B02, B03, B04, B08
+    # One band "cloud_mask" per date: 1 clear, 2 cloud shadow, 3 semi-transparent cloud, 4 cloud, 5 missing.
+    # Online, connection.datacube_from_process("cloud_mask", namespace=..., data=s2) is the same call.
+    return s2.process("cloud_mask", namespace=udp_namespace_url(), data=s2, processing_level="L2A")
+
+
+def main(argv=None) -> int:
+    if "--print" in (sys.argv[1:] if argv is None else argv):
+        print(json.dumps(build().flat_graph(), indent=2))
+        return 0
+    connection = openeo.connect(BACKEND).authenticate_oidc()
+    build(connection).execute_batch("cloud_mask.nc", out_format="netCDF", title="cloud_mask")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""CDSE: a monthly cloud-free median composite, masked with the ``cloud_mask`` UDP.
+
+    python examples/cdse_monthly_composite.py --print   # the process graph, built offline
+    python examples/cdse_monthly_composite.py           # log in to CDSE and run it as a batch job
+
+Every pixel the mask does not call clear (1) -- cloud shadow, semi-transparent
+cloud, cloud and missing -- is dropped before the monthly median.
+"""
+
+import json
+import sys
+
+import openeo
+
+from openeo_cloudmask.client_workflows import BACKEND, load_sentinel2, monthly_composite
+from openeo_cloudmask.udp import udp_namespace_url
+
+
+def build(connection=None):
+    s2 = load_sentinel2(connection)
+    mask = s2.process("cloud_mask", namespace=udp_namespace_url(), data=s2, processing_level="L2A")
+    # s2.mask(mask != clear) then aggregate_temporal_period(period="month", reducer="median")
+    return monthly_composite(s2, mask)
+
+
+def main(argv=None) -> int:
+    if "--print" in (sys.argv[1:] if argv is None else argv):
+        print(json.dumps(build().flat_graph(), indent=2))
+        return 0
+    connection = openeo.connect(BACKEND).authenticate_oidc()
+    build(connection).execute_batch("composite.nc", out_format="netCDF", title="monthly cloud-free composite")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Building blocks of the CDSE client examples (``examples/cdse_*.py``), built offline or online.
+
+Every function returns an ``openeo`` ``DataCube`` whose process graph is the same
+with or without a connection: pass ``connection=None`` to build and inspect a
+graph offline (no account, no network), or a connection from
+``openeo.connect("openeo.dataspace.copernicus.eu").authenticate_oidc()`` to run it.
+"""
+
+from __future__ import annotations
+
+from openeo.processes import array_element, neq
+from openeo.rest.datacube import DataCube
+
+from openeo_cloudmask.udp import DEFAULT_MODEL, udf_path, udp_namespace_url
+
+BACKEND = "openeo.dataspace.copernicus.eu"
+#: A small area (Ghent, Belgium; about 350 x 220 px at 10 m) and one summer.
+SPATIAL_EXTENT = {"west": 3.68, "south": 51.03, "east": 3.73, "north": 51.05}
+TEMPORAL_EXTENT = ["2023-06-01", "2023-09-01"]
+#: The bands the model reads (its card's ``input.bands``).
+BANDS = ["B02", "B03", "B04", "B08"]
+CLEAR = 1
+
+
+def load_sentinel2(connection=None, spatial_extent=None, temporal_extent=None, bands=None) -> DataCube:
+    """``SENTINEL2_L2A`` with the model's bands; offline when ``connection`` is None."""
+    return DataCube.load_collection(
+        "SENTINEL2_L2A", connection=connection, spatial_extent=spatial_extent or SPATIAL_EXTENT,
+        temporal_extent=temporal_extent or TEMPORAL_EXTENT, bands=bands or BANDS,
+        fetch_metadata=connection is not None,
+    )
+
+
+def cloud_mask_udp(s2: DataCube, **arguments) -> DataCube:
+    """Call the published ``cloud_mask`` UDP (``connection.datacube_from_process`` does the same online)."""
+    return s2.process("cloud_mask", namespace=udp_namespace_url(), data=s2, **arguments)
+
+
+def cloud_mask_inline(s2: DataCube, size: int, overlap: int, model: str = DEFAULT_MODEL, **context) -> DataCube:
+    """The UDF itself in ``apply_neighborhood``: what the UDP does, spelled out."""
+    import openeo
+
+    udf = openeo.UDF.from_file(udf_path(), runtime="Python", context={"model": model, **context})
+    return s2.apply_neighborhood(
+        process=udf,
+        size=[{"dimension": "x", "value": size, "unit": "px"}, {"dimension": "y", "value": size, "unit": "px"},
+              {"dimension": "t", "value": None}],
+        overlap=[{"dimension": "x", "value": overlap, "unit": "px"}, {"dimension": "y", "value": overlap, "unit": "px"}],
+    )
+
+
+def not_clear(mask: DataCube) -> DataCube:
+    """True where the one-band mask (band ``cloud_mask``) is anything but clear (1)."""
+    return mask.reduce_dimension(dimension="bands", reducer=lambda bands: neq(array_element(bands, index=0), CLEAR))
+
+
+def monthly_composite(s2: DataCube, mask: DataCube, reducer: str = "median") -> DataCube:
+    """Drop every pixel that is not clear, then reduce each calendar month."""
+    return s2.mask(not_clear(mask)).aggregate_temporal_period(period="month", reducer=reducer)
