@@ -63,8 +63,10 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--radiometric-offset", type=float, default=None,
                        help="offset baked into the digital numbers, subtracted first: 1000 for raw "
                             "processing baseline >= 04.00 files, 0 (default) for harmonised data")
-    group.add_argument("--block-size", type=_positive_int, default=2048,
-                       help="pixels per block side while streaming (default 2048); memory follows this")
+    group.add_argument("--block-size", type=_positive_int, default=None,
+                       help="pixels per block side while streaming (default: the model card's window minus "
+                            "two halos, 1792 for the default model, so each block runs as one window); "
+                            "memory follows this")
     group.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

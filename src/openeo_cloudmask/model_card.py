@@ -94,8 +94,17 @@ class TilingSpec(_Strict):
     receptive_field_px: int = Field(gt=0, description="theoretical receptive field of one output pixel")
     size_multiple: int = Field(gt=0, description="window height and width must be a multiple of this")
     min_tile_size: int = Field(gt=0, description="smallest window the model gives valid output for")
-    recommended_window: int = Field(gt=0, description="window size the engine cuts chunks into")
-    recommended_overlap: int = Field(ge=0, description="overlap between windows, and halo for chunked runs")
+    recommended_window: int = Field(
+        gt=0, description="largest window the engine runs in one piece; larger chunks are cut into such windows"
+    )
+    recommended_overlap: int = Field(
+        ge=0, description="overlap between the engine's windows, and the halo (apply_neighborhood overlap) of chunked runs"
+    )
+    recommended_chunk: int = Field(
+        512,
+        gt=0,
+        description="apply_neighborhood size for backends: chunk + 2 x overlap stays within one window and little memory",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "TilingSpec":
@@ -106,6 +115,8 @@ class TilingSpec(_Strict):
             raise ValueError("recommended_window must be >= min_tile_size")
         if 2 * self.recommended_overlap >= self.recommended_window:
             raise ValueError("recommended_overlap must be less than half the recommended_window")
+        if self.recommended_chunk + 2 * self.recommended_overlap > self.recommended_window:
+            raise ValueError("recommended_chunk + 2 x recommended_overlap must fit in the recommended_window")
         return self
 
 

@@ -319,7 +319,7 @@ def _pixel_size(transform, model) -> float:
     return model.resolution_m
 
 
-def mask_raster(source: RasterSource, output, context: dict = None, block_size: int = 2048,
+def mask_raster(source: RasterSource, output, context: dict = None, block_size: int = None,
                 progress: bool = True) -> MaskRun:
     """Mask ``source`` block by block into the GeoTIFF ``output``; see the module docstring.
 
@@ -331,12 +331,14 @@ def mask_raster(source: RasterSource, output, context: dict = None, block_size: 
     from rasterio.errors import NotGeoreferencedWarning
     from tqdm import tqdm
 
-    if block_size < 64:
-        raise engine.InvalidContextError(f"block_size (--block-size) must be at least 64 pixels, got {block_size}")
     options = engine.parse_context(context)
     model = engine.load_model(options["model"], options["model_dir"])
     pixel = _pixel_size(source.transform, model)
     halo = model.overlap + int(math.ceil(options["buffer_m"] / pixel))
+    if block_size is None:  # block + halos fill one engine window: no inner seams
+        block_size = max(64, model.window - 2 * halo)
+    if block_size < 64:
+        raise engine.InvalidContextError(f"block_size (--block-size) must be at least 64 pixels, got {block_size}")
     names = engine.output_band_names(options["output"])
     dtype = "uint8" if options["output"] == "classes" else "float32"
     height, width = source.shape

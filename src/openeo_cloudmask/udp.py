@@ -4,7 +4,7 @@
 sources and never edited by hand:
 
 1. the UDF file ``udf/cloud_mask.py``, embedded verbatim as ``run_udf``'s ``udf``;
-2. the model card ``models/<model>.json``: its ``tiling.recommended_window`` and
+2. the model card ``models/<model>.json``: its ``tiling.recommended_chunk`` and
    ``recommended_overlap`` become ``apply_neighborhood``'s ``size`` and ``overlap``;
 3. the measured memory of one UDF call on one chunk
    (``process_graphs/cloud_mask.memory.json``, written by ``--measure``), which sizes
@@ -141,13 +141,15 @@ def udf_source() -> str:
 def neighborhood_window(card: dict) -> tuple:
     """``(size, overlap)`` in pixels for ``apply_neighborhood``, from the card, within CDSE's limits.
 
-    ``size`` is the card's recommended window (at least the model's
+    ``size`` is the card's ``recommended_chunk`` (at least the model's
     ``min_tile_size`` and CDSE's 32 px, a multiple of ``size_multiple``), so each
-    chunk the UDF sees is ``size + 2 * overlap`` pixels wide.
+    chunk the UDF sees is ``size + 2 * overlap`` pixels wide, which the card
+    guarantees fits in one engine window: no inner seams, little memory.
     """
     tiling = card["tiling"]
     multiple = int(tiling.get("size_multiple", 1))
-    size = max(int(tiling["recommended_window"]), int(tiling.get("min_tile_size", 0)), CDSE_MIN_UDF_SIZE)
+    chunk = int(tiling.get("recommended_chunk", tiling["recommended_window"]))
+    size = max(chunk, int(tiling.get("min_tile_size", 0)), CDSE_MIN_UDF_SIZE)
     size = int(math.ceil(size / multiple) * multiple)
     overlap = int(tiling["recommended_overlap"])
     return size, overlap

@@ -1,0 +1,77 @@
+"""The shipped model through the UDF door: chunk independence and sanity on the demo scene.
+
+These use the real `models/cloudmask-s2-4band` (not the tiny plumbing model),
+so they carry the `slow` marker.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from openeo_cloudmask.demo_scene import make_demo_scene
+from openeo_cloudmask.model_card import load_model_card
+from test_udf import run_udf
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+CARD = MODELS / "cloudmask-s2-4band.json"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CARD.is_file(), reason="the trained model is not in models/"),
+]
+
+
+def four_chunks(cube: xr.DataArray, halo: int, context: dict) -> np.ndarray:
+    """Mask as four overlapping chunks the way apply_neighborhood cuts them, halo trimmed, stitched."""
+    height, width = cube.sizes["y"], cube.sizes["x"]
+    stitched = np.zeros((height, width), dtype=np.uint8)
+    for y0, y1 in ((0, height // 2), (height // 2, height)):
+        for x0, x1 in ((0, width // 2), (width // 2, width)):
+            ys, xs = max(0, y0 - halo), max(0, x0 - halo)
+            chunk = cube.isel(y=slice(ys, min(height, y1 + halo)), x=slice(xs, min(width, x1 + halo)))
+            out = run_udf(chunk, context).transpose("bands", "y", "x").values[0]
+            stitched[y0:y1, x0:x1] = out[y0 - ys : y1 - ys, x0 - xs : x1 - xs]
+    return stitched
+
+
+@pytest.fixture(scope="module")
+def demo_cube() -> xr.DataArray:
+    scene = make_demo_scene(seed=3, size=1024)
+    return scene.to_dataarray()
+
+
+def test_whole_scene_equals_four_overlapping_chunks(demo_cube):
+    halo = load_model_card(CARD).tiling.recommended_overlap
+    whole = run_udf(demo_cube, {}).values[0]
+    agreement = (four_chunks(demo_cube, halo, {}) == whole).mean()
+    assert agreement >= 0.999, f"whole vs chunks agree on {agreement:.5f} of pixels"
+
+
+def test_scene_larger_than_one_window_equals_chunks(demo_cube):
+    """A 2600 px scene needs inner windows when masked whole; its chunks run as one window each."""
+    other = make_demo_scene(seed=4, size=1024).to_dataarray().values
+    a = demo_cube.values
+    mosaic = np.concatenate([np.concatenate([a, other], 2), np.concatenate([other, a], 2)], 1)
+    mosaic = np.pad(mosaic, ((0, 0), (0, 552), (0, 552)), mode="reflect")
+    cube = xr.DataArray(mosaic, dims=("bands", "y", "x"), coords={"bands": demo_cube.bands.values})
+    card = load_model_card(CARD)
+    assert cube.sizes["x"] > card.tiling.recommended_window
+    whole = run_udf(cube, {}).values[0]
+    agreement = (four_chunks(cube, card.tiling.recommended_overlap, {}) == whole).mean()
+    assert agreement >= 0.999, f"whole vs chunks agree on {agreement:.5f} of pixels"
+
+
+def test_demo_scene_mask_matches_the_generator_labels(demo_cube):
+    """Not an accuracy claim (see models/EVALUATION.md): a guard that the shipped model still sees clouds."""
+    scene = make_demo_scene(seed=3, size=1024)
+    mask = run_udf(demo_cube, {}).values[0]
+    truth = scene.labels
+    assert (mask[truth == 5] == 5).all()
+    cloudy = np.isin(truth, (3, 4))
+    predicted_cloudy = np.isin(mask, (3, 4))
+    recall = (cloudy & predicted_cloudy).sum() / cloudy.sum()
+    precision = (cloudy & predicted_cloudy).sum() / predicted_cloudy.sum()
+    assert recall > 0.7 and precision > 0.7, (recall, precision)
+    assert set(np.unique(mask)) <= {1, 2, 3, 4, 5}
