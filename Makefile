@@ -33,8 +33,15 @@ test: test-main test-driver
 test-main: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-test-driver:
-	@echo "(no openeo-driver tests yet)"
+# openeo-driver pins an older pystac than openeo-processes-dask: it gets its own virtualenv (~2.5 min to install).
+$(DRIVER_VENV)/.installed-driver: setup.cfg setup.py
+	$(PYTHON) -m venv $(DRIVER_VENV)
+	$(DRIVER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DRIVER_VENV)/bin/python -m pip install --quiet -e ".[driver]" pytest onnx
+	touch $@
+
+test-driver: $(DRIVER_VENV)/.installed-driver
+	$(DRIVER_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/driver
 
 ## Retrain the default model (needs ../shared/data and the train extra), then re-evaluate it.
 train: $(VENV)/.installed-train
@@ -42,6 +49,23 @@ train: $(VENV)/.installed-train
 
 evaluate: $(VENV)/.installed-train
 	$(BIN)/python -m openeo_cloudmask.models.training.evaluate
+
+## Benchmarks against ukis-csmask and s2cloudless (~10 min on 2 cores): writes benchmarks/RESULTS.md.
+benchmarks: $(VENV)/.installed-test
+	$(BIN)/python -m benchmarks.run
+
+## The seconds-long version CI runs (plumbing only; numbers mean nothing), into out/benchmarks-smoke.
+benchmarks-smoke: $(VENV)/.installed-test
+	$(BIN)/python -m benchmarks.run --smoke --out out/benchmarks-smoke
+
+## Regenerate process_graphs/cloud_mask.json from udf/cloud_mask.py and the model card
+## (MEASURE=1: first measure the UDF's memory per chunk, after a new model or window).
+udp: $(VENV)/.installed-runtime
+	$(BIN)/python process_graphs/build_udp.py $(if $(MEASURE),--measure)
+
+## Build the UDF dependency archive (model + onnxruntime for CDSE's Python 3.11) into dist/.
+archive: $(VENV)/.installed-runtime
+	$(BIN)/python -m openeo_cloudmask.dependency_archive
 
 clean:
 	rm -rf $(VENV) $(DRIVER_VENV) build *.egg-info out

@@ -50,12 +50,18 @@ def test_whole_scene_equals_four_overlapping_chunks(demo_cube):
 
 
 def test_scene_larger_than_one_window_equals_chunks(demo_cube):
-    """A 2600 px scene needs inner windows when masked whole; its chunks run as one window each."""
+    """A 2600 px scene needs inner windows when masked whole; its chunks run as one window each.
+
+    Chunks start at 1108 px (not a multiple of the network's 32 px stride): the
+    engine anchors its windows on the global pixel grid of the x/y coordinates.
+    """
     other = make_demo_scene(seed=4, size=1024).to_dataarray().values
     a = demo_cube.values
     mosaic = np.concatenate([np.concatenate([a, other], 2), np.concatenate([other, a], 2)], 1)
     mosaic = np.pad(mosaic, ((0, 0), (0, 552), (0, 552)), mode="reflect")
-    cube = xr.DataArray(mosaic, dims=("bands", "y", "x"), coords={"bands": demo_cube.bands.values})
+    n = mosaic.shape[-1]
+    coords = {"bands": demo_cube.bands.values, "y": 5_300_000.0 - 10.0 * np.arange(n), "x": 400_000.0 + 10.0 * np.arange(n)}
+    cube = xr.DataArray(mosaic, dims=("bands", "y", "x"), coords=coords)
     card = load_model_card(CARD)
     assert cube.sizes["x"] > card.tiling.recommended_window
     whole = run_udf(cube, {}).values[0]

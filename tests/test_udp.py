@@ -90,11 +90,11 @@ def test_parameters_have_schemas_and_defaults(tiny_udp, tiny_card):
     assert all(p.get("optional") for name, p in params.items() if name != "data")
 
 
-def test_body_is_apply_neighborhood_with_the_cards_window(tiny_udp, tiny_card):
+def test_body_is_apply_neighborhood_with_the_cards_chunk(tiny_udp, tiny_card):
     (node,) = tiny_udp["process_graph"].values()
     assert node["process_id"] == "apply_neighborhood" and node["result"] is True
     args = node["arguments"]
-    window, overlap = tiny_card["tiling"]["recommended_window"], tiny_card["tiling"]["recommended_overlap"]
+    window, overlap = tiny_card["tiling"]["recommended_chunk"], tiny_card["tiling"]["recommended_overlap"]
     assert args["size"] == [
         {"dimension": "x", "value": window, "unit": "px"},
         {"dimension": "y", "value": window, "unit": "px"},
@@ -115,7 +115,7 @@ def test_body_is_apply_neighborhood_with_the_cards_window(tiny_udp, tiny_card):
 
 def test_window_is_raised_to_cdse_minimum(tiny_card):
     card = json.loads(json.dumps(tiny_card))
-    card["tiling"].update(recommended_window=16, min_tile_size=16, recommended_overlap=4)
+    card["tiling"].update(recommended_chunk=16, min_tile_size=16, recommended_overlap=4)
     assert udp.neighborhood_window(card) == (udp.CDSE_MIN_UDF_SIZE, 4)
 
 

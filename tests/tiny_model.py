@@ -97,6 +97,7 @@ def build_tiny_model(directory, window: int = 64, overlap: int = 8) -> Path:
             "min_tile_size": 16,
             "recommended_window": window,
             "recommended_overlap": overlap,
+            "recommended_chunk": window - 2 * overlap,
         },
         "training": {
             "script": "tests/tiny_model.py (hand-set weights, no training)",

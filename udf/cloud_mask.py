@@ -60,6 +60,7 @@ import logging
 import math
 import os
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -281,17 +282,31 @@ def load_model(model_id: str = DEFAULT_MODEL, model_dir=None, threads: int = 0) 
     return _load_model_cached(str(model_id), None if model_dir is None else str(model_dir), threads)
 
 
-@functools.lru_cache(maxsize=8)
-def _load_model_cached(model_id: str, model_dir, threads: int) -> CloudMaskModel:
+def describe_model(model_id: str = DEFAULT_MODEL, model_dir=None) -> CloudMaskModel:
+    """The model's card as a :class:`CloudMaskModel` without an ONNX session: for checks before any compute."""
     directory = resolve_model_dir(model_dir, model_id)
     card_path = directory / f"{model_id}.json"
     try:
         card = json.loads(card_path.read_text())
-        onnx_path = directory / card["onnx_file"]
-        for section, key in (("input", "bands"), ("output", "classes"), ("tiling", "recommended_window")):
-            card[section][key]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        return CloudMaskModel(card, None, directory / card["onnx_file"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"model card {card_path} is unreadable or incomplete ({exc!r})") from None
+
+
+#: lru_cache is not a lock: threads masking their first chunk at once would each build a session.
+_LOAD_LOCK = threading.Lock()
+
+
+def _load_model_cached(model_id: str, model_dir, threads: int) -> CloudMaskModel:
+    with _LOAD_LOCK:
+        return _load_model_locked(model_id, model_dir, threads)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_model_locked(model_id: str, model_dir, threads: int) -> CloudMaskModel:
+    described = describe_model(model_id, model_dir)
+    card, onnx_path, directory = described.card, described.onnx_path, described.onnx_path.parent
+    card_path = directory / f"{model_id}.json"
     if not onnx_path.is_file():
         raise ModelFileError(f"model card {card_path} names {onnx_path.name}, which is missing from {directory}")
     digest = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
@@ -327,18 +342,37 @@ def _load_model_cached(model_id: str, model_dir, threads: int) -> CloudMaskModel
 def tile_windows(length: int, window: int, overlap: int, multiple: int) -> tuple:
     """Cut an axis of ``length`` pixels into equal windows that overlap by at least ``overlap``.
 
-    Returns ``(size, starts)``. The window count is the fewest that keeps the
-    overlap; the size is then shrunk to just cover the axis (rounded up to
-    ``multiple``), so little work is wasted. An axis shorter than one window
-    gets a single window of the axis length rounded up, to be padded.
+    Returns ``(size, starts)``. Every start is a multiple of ``multiple`` (the
+    network's total stride): a window that starts off that grid sees every
+    4x4 and 32x32 block shifted and answers differently. The window count is
+    the fewest that keeps the overlap; the size is then shrunk to just cover
+    the axis (rounded up to ``multiple``), so little work is wasted. The last
+    window may hang over the end by less than ``multiple`` pixels, and an
+    axis shorter than one window gets a single window; both are padded.
     """
     if length <= window:
         return int(math.ceil(length / multiple) * multiple), [0]
-    count = int(math.ceil((length - overlap) / (window - overlap)))
-    size = int(math.ceil((length + (count - 1) * overlap) / count / multiple) * multiple)
+    step = window - overlap - multiple  # room for snapping starts to the grid
+    count = int(math.ceil((length - overlap - multiple) / step)) if step > 0 else 1
+    count = max(count, 2)
+    size = int(math.ceil((length + (count - 1) * (overlap + multiple)) / count / multiple) * multiple)
     size = min(size, window)
-    starts = np.linspace(0, length - size, count).round().astype(int).tolist()
-    return size, starts
+    last = int(math.ceil((length - size) / multiple) * multiple)
+    starts = (np.linspace(0, last, count) / multiple).round().astype(int) * multiple
+    return size, starts.tolist()
+
+
+def grid_phase(coordinate) -> int:
+    """Global pixel index of a coordinate vector's first element (0 if the axis is not regular).
+
+    Chunks of one scene carry slices of the same coordinates, so snapping
+    windows to a grid anchored on this index (instead of on the chunk's own
+    corner) makes the result independent of where chunks start.
+    """
+    values = np.asarray(coordinate, dtype=np.float64) if coordinate is not None else np.zeros(0)
+    if values.size < 2 or not np.isfinite(values[:2]).all() or values[1] == values[0]:
+        return 0
+    return int(round(values[0] / (values[1] - values[0])))
 
 
 @functools.lru_cache(maxsize=64)
@@ -387,13 +421,18 @@ def _pad_to(block: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.pad(block, pad, mode=mode)
 
 
-def predict_probabilities(model: CloudMaskModel, dn: np.ndarray, window=None, overlap=None, batch: int = 4):
+def predict_probabilities(
+    model: CloudMaskModel, dn: np.ndarray, window=None, overlap=None, batch: int = 4, origin=(0, 0)
+):
     """Class probabilities (K, H, W) for one image of digital numbers (C, H, W), in the card's band order.
 
     The image is cut into overlapping windows (see :func:`tile_windows`); each
     window's probabilities are blended with linear weights that fade to zero
-    where the window meets a neighbour, so seams vanish and the result does not
-    depend on where chunk boundaries fall. Missing pixels must already be 0.
+    where the window meets a neighbour, so seams vanish. ``origin`` is the
+    global (row, column) index of the image's first pixel (see
+    :func:`grid_phase`): the image is padded at the top and left so that
+    windows sit on the scene's stride grid, whatever chunk this is. Missing
+    pixels must already be 0.
     """
     window = window or model.window
     overlap = model.overlap if overlap is None else overlap
@@ -401,6 +440,11 @@ def predict_probabilities(model: CloudMaskModel, dn: np.ndarray, window=None, ov
     window = max(model.min_tile_size, int(math.ceil(window / multiple) * multiple))
     if 2 * overlap >= window:
         raise InvalidContextError(f"window_overlap {overlap} must be less than half the window size {window}")
+    lead_y, lead_x = origin[0] % multiple, origin[1] % multiple
+    if lead_y or lead_x:
+        padded = np.pad(dn, ((0, 0), (lead_y, 0), (lead_x, 0)), mode="reflect" if min(dn.shape[1:]) > max(lead_y, lead_x) else "symmetric")
+        probs = predict_probabilities(model, padded, window, overlap, batch)
+        return np.ascontiguousarray(probs[:, lead_y:, lead_x:])
     _, height, width = dn.shape
     win_h, rows = tile_windows(height, window, overlap, multiple)
     win_w, cols = tile_windows(width, window, overlap, multiple)
@@ -474,11 +518,15 @@ def buffer_classes(codes: np.ndarray, radius: int) -> np.ndarray:
     return out
 
 
-def mask_array(dn: np.ndarray, options: dict, model: CloudMaskModel, pixel_size_m: float = None) -> np.ndarray:
+def mask_array(
+    dn: np.ndarray, options: dict, model: CloudMaskModel, pixel_size_m: float = None, origin=(0, 0)
+) -> np.ndarray:
     """The engine on plain numpy: (T, C, H, W) digital numbers in the model's band order -> (T, K_out, H, W).
 
-    ``options`` come from :func:`parse_context`. Output dtype is uint8 for
-    ``classes`` and float32 otherwise.
+    ``options`` come from :func:`parse_context`; ``origin`` is the global
+    (row, column) index of the first pixel, for chunked runs (see
+    :func:`grid_phase`). Output dtype is uint8 for ``classes`` and float32
+    otherwise.
     """
     output = options["output"]
     names = output_band_names(output)
@@ -503,7 +551,7 @@ def mask_array(dn: np.ndarray, options: dict, model: CloudMaskModel, pixel_size_
             if any_missing:
                 image[:, missing] = 0.0
             probs = predict_probabilities(
-                model, image, window=options["window_size"], overlap=options["window_overlap"]
+                model, image, window=options["window_size"], overlap=options["window_overlap"], origin=origin
             )
             if any_missing:
                 probs[:, missing] = 0.0
@@ -516,7 +564,7 @@ def mask_array(dn: np.ndarray, options: dict, model: CloudMaskModel, pixel_size_
             result[i, 0] = buffer_classes(codes, radius)
         else:
             index = model.class_codes.index
-            cloud = probs[index(CLOUD)] + probs[index(SEMI)]
+            cloud = np.minimum(probs[index(CLOUD)] + probs[index(SEMI)], 1.0)
             shadow = probs[index(SHADOW)].copy()
             if radius:
                 cloud, shadow = _dilate(cloud, radius), _dilate(shadow, radius)
@@ -526,7 +574,8 @@ def mask_array(dn: np.ndarray, options: dict, model: CloudMaskModel, pixel_size_
     return result
 
 
-def _pixel_size_from_coords(cube: xr.DataArray):
+def pixel_size_from_coords(cube: xr.DataArray):
+    """Pixel size in metres from the ``x`` spacing, or None where the coordinates are not metres."""
     if "x" in cube.coords and cube.sizes["x"] > 1:
         x = np.asarray(cube.coords["x"].values)
         if np.issubdtype(x.dtype, np.number):
@@ -614,7 +663,8 @@ def mask_cube(cube: xr.DataArray, context: dict = None) -> xr.DataArray:
         _check_scaling(dn)
     has_t = "t" in data.dims
     stack = dn if has_t else dn[None]
-    result = mask_array(stack, options, model, _pixel_size_from_coords(cube))
+    origin = tuple(grid_phase(cube.coords[d].values if d in cube.coords else None) for d in ("y", "x"))
+    result = mask_array(stack, options, model, pixel_size_from_coords(cube), origin)
     if not has_t:
         result = result[0]
     coords = {name: coord for name, coord in data.coords.items() if "bands" not in coord.dims}
@@ -624,5 +674,5 @@ def mask_cube(cube: xr.DataArray, context: dict = None) -> xr.DataArray:
     return out.transpose(*order)
 
 
-load_model.cache_info = _load_model_cached.cache_info
-load_model.cache_clear = _load_model_cached.cache_clear
+load_model.cache_info = _load_model_locked.cache_info
+load_model.cache_clear = _load_model_locked.cache_clear

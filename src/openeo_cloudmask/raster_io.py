@@ -335,8 +335,8 @@ def mask_raster(source: RasterSource, output, context: dict = None, block_size: 
     model = engine.load_model(options["model"], options["model_dir"])
     pixel = _pixel_size(source.transform, model)
     halo = model.overlap + int(math.ceil(options["buffer_m"] / pixel))
-    if block_size is None:  # block + halos fill one engine window: no inner seams
-        block_size = max(64, model.window - 2 * halo)
+    if block_size is None:  # block + halos fill one engine window (no inner seams), but never tiny blocks
+        block_size = max(512, model.window - 2 * halo)
     if block_size < 64:
         raise engine.InvalidContextError(f"block_size (--block-size) must be at least 64 pixels, got {block_size}")
     names = engine.output_band_names(options["output"])

@@ -1,0 +1,178 @@
+"""The cloud-mask network: a quarter-resolution U-Net behind a 4x4 space-to-depth stem.
+
+Speed is a hard requirement (>= 10 Mpx/s on two CPU cores in onnxruntime), so
+the network never convolves at full resolution:
+
+* the graph starts with the normalisation (``log1p`` of reflectance, then a
+  per-band standardisation) and a validity channel (1 where any band is
+  non-zero), so the ONNX file takes raw digital numbers;
+* a 4x4 space-to-depth stem folds every pixel of a 4x4 block into channels:
+  no pixel is thrown away, the first convolution already runs at 1/16 of
+  the pixels;
+* a small U-Net with depthwise-separable residual blocks runs at 1/4, 1/8,
+  1/16 and 1/32 resolution; the deepest level gives a receptive field of
+  several hundred pixels (shadows lie hundreds of metres from their cloud);
+* the head, a transposed convolution with kernel = stride = 4, gives every
+  full-resolution pixel its own 5 logits from its quarter-resolution cell;
+  the softmax is written as exp / sum (fast in onnxruntime).
+
+Only torch is imported here; the runtime never needs this file.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+#: Per-band centre and spread of log1p(DN / 1000) for B02, B03, B04, B08, chosen from typical clear
+#: and cloudy Sentinel-2 values; the network's first layers adapt to the rest.
+LOG_MEAN = (0.85, 0.95, 0.95, 1.45)
+LOG_STD = (0.55, 0.55, 0.6, 0.5)
+DN_SCALE = 1e-4
+NORMALISATION_TEXT = (
+    "inside the graph: (a) reflectance = DN / 10000 feeds a 4x4 stride-4 convolution (the scale is folded "
+    "into its weights, then a learned per-channel standardisation, folded BatchNorm); (b) the 4x4 block "
+    "mean of DN goes through log1p(DN / 1000) and (x - mean) / std per band with mean "
+    f"{list(LOG_MEAN)} and std {list(LOG_STD)} (B02, B03, B04, B08). DN 0 in all bands is nodata; "
+    "the network was trained to give class 5 there"
+)
+
+
+class Stem(nn.Module):
+    """Raw DN (N, 4, H, W) -> quarter-resolution features, without one full-resolution elementwise op.
+
+    Two branches read the input once each: a 4x4 stride-4 convolution on
+    reflectance (the 1/10000 scale lives in its weights, so it costs nothing
+    at run time), and the log of the 4x4 block mean, which keeps dark
+    surfaces and shadows apart at low cost.
+    """
+
+    def __init__(self, channels: int, factor: int = 4):
+        super().__init__()
+        self.factor = factor
+        self.weight = nn.Parameter(torch.randn(channels - 4, 4, factor, factor) * (1.0 / factor))
+        self.bias = nn.Parameter(torch.zeros(channels - 4))
+        self.register_buffer("mean", torch.tensor(LOG_MEAN, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(LOG_STD, dtype=torch.float32).view(1, -1, 1, 1))
+        self.bn = nn.BatchNorm2d(channels)
+
+    def forward(self, dn: torch.Tensor) -> torch.Tensor:
+        linear = F.conv2d(dn, self.weight * DN_SCALE, self.bias, stride=self.factor)
+        block_mean = F.avg_pool2d(dn, self.factor)
+        logs = (torch.log1p(torch.clamp(block_mean, min=0.0) * 0.001) - self.mean) / self.std
+        return F.relu(self.bn(torch.cat([linear, logs], dim=1)))
+
+
+def channel_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over axis 1 written as exp / sum: onnxruntime's Softmax on a non-last axis is ~10x slower.
+
+    Logits are clamped to +-30 so no max subtraction is needed (exp(30) * 5 is far from float32 overflow).
+    """
+    e = torch.exp(torch.clamp(logits, -30.0, 30.0))
+    return e / e.sum(dim=1, keepdim=True)
+
+
+def conv_bn(cin: int, cout: int, kernel: int = 3, stride: int = 1, dilation: int = 1, groups: int = 1) -> nn.Sequential:
+    pad = dilation * (kernel // 2)
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride, pad, dilation=dilation, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+    )
+
+
+class SeparableBlock(nn.Module):
+    """Residual block: depthwise 3x3 (optionally dilated) -> pointwise 1x1 -> ReLU, plus the input."""
+
+    def __init__(self, channels: int, dilation: int = 1):
+        super().__init__()
+        self.depthwise = conv_bn(channels, channels, 3, dilation=dilation, groups=channels)
+        self.pointwise = conv_bn(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.pointwise(F.relu(self.depthwise(x))))
+
+
+class CloudMaskNet(nn.Module):
+    """Quarter-resolution U-Net; ``widths`` are the channels at 1/4, 1/8, 1/16 and 1/32 resolution."""
+
+    def __init__(self, widths=(24, 32, 48, 64), n_classes: int = 5, stem: int = 4):
+        super().__init__()
+        self.stem_factor = stem
+        self.n_classes = n_classes
+        w0, w1, w2, w3 = widths
+        self.stem = nn.Sequential(Stem(w0, stem), conv_bn(w0, w0, 3), nn.ReLU())
+        self.enc0 = SeparableBlock(w0)
+        self.down1 = nn.Sequential(conv_bn(w0, w1, 3, stride=2), nn.ReLU())
+        self.enc1 = SeparableBlock(w1)
+        self.down2 = nn.Sequential(conv_bn(w1, w2, 3, stride=2), nn.ReLU())
+        self.enc2 = SeparableBlock(w2)
+        self.down3 = nn.Sequential(conv_bn(w2, w3, 3, stride=2), nn.ReLU())
+        self.enc3 = nn.Sequential(SeparableBlock(w3), SeparableBlock(w3, dilation=2), SeparableBlock(w3))
+        self.up2 = conv_bn(w3, w2, 1)
+        self.dec2 = SeparableBlock(w2)
+        self.up1 = conv_bn(w2, w1, 1)
+        self.dec1 = SeparableBlock(w1)
+        self.up0 = conv_bn(w1, w0, 1)
+        self.dec0 = SeparableBlock(w0)
+        # A transposed convolution with kernel = stride = 4 equals a 1x1 conv to K*16 channels plus a
+        # depth-to-space, in one fast op: each full-resolution pixel gets its own logits.
+        self.head = nn.ConvTranspose2d(w0, n_classes, stem, stride=stem)
+
+    @property
+    def size_multiple(self) -> int:
+        return self.stem_factor * 8
+
+    def logits(self, dn: torch.Tensor) -> torch.Tensor:
+        """Full-resolution logits (N, K, H, W), for training losses."""
+        e0 = self.enc0(self.stem(dn))
+        e1 = self.enc1(self.down1(e0))
+        e2 = self.enc2(self.down2(e1))
+        e3 = self.enc3(self.down3(e2))
+        d2 = self.dec2(F.relu(e2 + F.interpolate(self.up2(e3), scale_factor=2.0, mode="nearest")))
+        d1 = self.dec1(F.relu(e1 + F.interpolate(self.up1(d2), scale_factor=2.0, mode="nearest")))
+        d0 = self.dec0(F.relu(e0 + F.interpolate(self.up0(d1), scale_factor=2.0, mode="nearest")))
+        return self.head(d0)
+
+    def forward(self, dn: torch.Tensor) -> torch.Tensor:
+        return channel_softmax(self.logits(dn))
+
+
+def build_network(config: dict) -> CloudMaskNet:
+    return CloudMaskNet(widths=tuple(config["widths"]), stem=config.get("stem", 4))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def measure_receptive_field(model: CloudMaskNet, size: int = 1024) -> int:
+    """Receptive field in pixels, measured: the extent of non-zero input gradient of the centre output pixel.
+
+    Runs in eval mode on a random input, with weights perturbed so that no
+    path has an exactly zero gradient; the result is the side of the square
+    of input pixels that influence one output pixel.
+    """
+    import copy
+
+    probe = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        for p in probe.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    dn = (torch.rand(1, 4, size, size) * 3000 + 100).requires_grad_(True)
+    out = probe.logits(dn)
+    centre = size // 2
+    out[0, :, centre, centre].sum().backward()
+    grad = dn.grad.abs().sum(dim=(0, 1))
+    rows = torch.nonzero(grad.sum(dim=1) > 0).flatten()
+    cols = torch.nonzero(grad.sum(dim=0) > 0).flatten()
+    extent = max(int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1))
+    if extent >= size - 1:
+        raise ValueError(f"receptive field fills the whole {size}px probe; measure with a larger size")
+    return extent
+
+
+def round_up(value: int, multiple: int) -> int:
+    return int(math.ceil(value / multiple) * multiple)

@@ -1,0 +1,276 @@
+"""Train the default cloud-mask model, export it to ONNX and write its card. One command, fixed seed:
+
+    python -m openeo_cloudmask.models.training.train            # the shipped model (defaults)
+    python -m openeo_cloudmask.models.training.train --minutes 5 --out /tmp/try
+
+Each step draws a batch of crops, part synthetic (clouds and shadows composited
+onto clear backgrounds, exact 5-class labels, see synthetic.py) and part real
+(ukis-csmask ensemble teacher labels, set label {3, 4} for teacher cloud,
+weighted by confidence squared, see teacher.py). The budget is wall-clock
+minutes; the learning rate follows a cosine over that budget, so the same
+command on a slower machine trains fewer steps (the step count is recorded).
+The full configuration is written to ``models/training/config.json`` and into
+the card. Held-out scenes (scenes.py) are never loaded here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from openeo_cloudmask.models.training import scenes as scene_io
+from openeo_cloudmask.models.training.card import CARD_PATH, MODEL_ID, ONNX_PATH, build_card, write_card
+from openeo_cloudmask.models.training.synthetic import downsample, procedural_background, synthesize
+from openeo_cloudmask.models.training.teacher import TEACHER_DESCRIPTION, membership_targets, teacher_probabilities
+
+CONFIG_PATH = Path(__file__).resolve().parent / "config.json"
+
+DEFAULT_CONFIG = {
+    "version": "1.0.0",
+    "seed": 20260101,
+    "minutes": 22.0,
+    "widths": [24, 32, 48, 64],
+    "stem": 4,
+    "crop": 192,
+    "batch": 12,
+    "synthetic_fraction": 0.45,
+    "lr": 3e-3,
+    "weight_decay": 1e-4,
+    "warmup_steps": 60,
+    "synthetic_class_weights": {"1": 1.0, "2": 1.0, "3": 1.2, "4": 1.0, "5": 0.5},
+    "teacher_shadow_weight": 1.0,
+    "scale_probabilities": {"1": 0.65, "2": 0.25, "3": 0.10},
+    "teacher_scale_probabilities": {"1": 0.75, "2": 0.25},
+    "background_sources": {"wright_clear": 0.35, "teacher_clear_crops": 0.35, "procedural": 0.30},
+    "teacher_clear_crop_max_cloud_fraction": 0.01,
+    "synthetic_margin": 64,
+    "torch_threads": 2,
+    # clear backgrounds are scaled by this (dark and bright surfaces without clouds are not shadow/cloud)
+    "background_brightness": [0.55, 1.5],
+    # Tiling, measured with the engine (README "Tiling"): chunks run as one window up to 2048 px, a 192 px
+    # halo makes chunked results match whole-scene ones, and 512 + 2 x 192 px backend chunks stay small.
+    "recommended_window": 2048,
+    "recommended_overlap": 192,
+    "recommended_chunk": 512,
+    "min_tile_size": 64,
+    # the torch weights stay outside the repository (only the ONNX file ships)
+    "checkpoint": "/tmp/openeo_cloudmask_checkpoint.pt",
+}
+
+
+def _pick(rng: np.random.Generator, table: dict):
+    keys = list(table)
+    p = np.array([table[k] for k in keys], dtype=float)
+    return keys[rng.choice(len(keys), p=p / p.sum())]
+
+
+def random_crop(rng: np.random.Generator, arrays: list, size: int) -> list:
+    """The same random (size x size) crop of every (C, H, W) array; reflection-pads arrays smaller than size."""
+    h, w = arrays[0].shape[-2:]
+    if h < size or w < size:
+        pad = ((0, 0), (0, max(0, size - h)), (0, max(0, size - w)))
+        arrays = [np.pad(a, pad, mode="symmetric") for a in arrays]
+        h, w = arrays[0].shape[-2:]
+    y, x = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
+    return [a[..., y : y + size, x : x + size] for a in arrays]
+
+
+def dihedral(rng: np.random.Generator, arrays: list) -> list:
+    k, flip = rng.integers(0, 4), rng.random() < 0.5
+    out = []
+    for a in arrays:
+        a = np.rot90(a, k, axes=(-2, -1))
+        out.append(np.ascontiguousarray(a[..., ::-1] if flip else a))
+    return out
+
+
+class Sampler:
+    """Draws training crops (dn, membership, weight) from synthetic and teacher sources."""
+
+    def __init__(self, config: dict, teacher_scenes: list, teacher_probs: list, backgrounds: list, rng):
+        self.config = config
+        self.rng = rng
+        self.teacher_scenes = teacher_scenes
+        self.teacher_probs = teacher_probs
+        self.backgrounds = backgrounds
+        sizes = np.array([s.dn.shape[1] * s.dn.shape[2] for s in teacher_scenes], dtype=float)
+        self.teacher_p = np.sqrt(sizes) / np.sqrt(sizes).sum()
+        cloud_free = config["teacher_clear_crop_max_cloud_fraction"]
+        # clear crops of teacher scenes: pixel grids where the teacher sees (almost) no cloud or shadow
+        self.clear_sources = []
+        for scene, probs in zip(teacher_scenes, teacher_probs):
+            cloudy = np.argmax(probs, axis=0) > 0
+            if cloudy.mean() <= cloud_free and not scene.nodata.any():
+                self.clear_sources.append(scene.dn / 10000.0)
+        self.class_weights = np.array([config["synthetic_class_weights"][str(c)] for c in range(1, 6)], np.float32)
+
+    def synthetic(self, size: int):
+        rng, cfg = self.rng, self.config
+        factor = int(_pick(rng, cfg["scale_probabilities"]))
+        source = _pick(rng, cfg["background_sources"])
+        if source == "procedural" or (source == "teacher_clear_crops" and not self.clear_sources):
+            background = procedural_background(rng, size * factor)
+        else:
+            pool = self.backgrounds if source == "wright_clear" else self.clear_sources
+            (background,) = random_crop(rng, [pool[rng.integers(len(pool))]], size * factor)
+        (background,) = dihedral(rng, [background])
+        background = downsample(background, factor) * rng.uniform(0.85, 1.15, (4, 1, 1))
+        background = background * rng.uniform(*cfg["background_brightness"])
+        background = np.clip(background, 0.0005, 1.2).astype(np.float32)
+        dn, label = synthesize(background, rng, margin=cfg["synthetic_margin"], options={"pixel_m": 10.0 * factor})
+        member = np.zeros((5,) + label.shape, dtype=bool)
+        for code in range(1, 6):
+            member[code - 1] = label == code
+        return dn, member, self.class_weights[label - 1]
+
+    def teacher(self, size: int):
+        rng, cfg = self.rng, self.config
+        index = rng.choice(len(self.teacher_scenes), p=self.teacher_p)
+        scene, probs = self.teacher_scenes[index], self.teacher_probs[index]
+        factor = int(_pick(rng, cfg["teacher_scale_probabilities"]))
+        dn, pr = random_crop(rng, [scene.dn, probs], size * factor)
+        dn, pr = dihedral(rng, [dn, pr])
+        if factor > 1:
+            nodata = downsample(np.all(dn == 0, axis=0)[None].astype(np.float32), factor)[0] > 0
+            dn, pr = downsample(dn, factor), downsample(pr, factor)
+        else:
+            nodata = np.all(dn == 0, axis=0)
+        dn = dn * rng.uniform(0.95, 1.05, (4, 1, 1)) + rng.uniform(-40, 40, (4, 1, 1))
+        dn = np.clip(dn, 1.0, 30000.0).astype(np.float32)
+        dn[:, nodata] = 0.0
+        member, weight = membership_targets(pr, nodata)
+        weight = np.where(member[1], weight * cfg["teacher_shadow_weight"], weight).astype(np.float32)
+        return dn, member, weight
+
+    def batch(self):
+        cfg = self.config
+        items = [
+            self.synthetic(cfg["crop"]) if self.rng.random() < cfg["synthetic_fraction"] else self.teacher(cfg["crop"])
+            for _ in range(cfg["batch"])
+        ]
+        return [np.stack(parts) for parts in zip(*items)]
+
+
+def set_loss(logits, member, weight):
+    """Weighted negative log of the probability mass on each pixel's allowed class set."""
+    import torch
+
+    log_p = torch.log_softmax(logits, dim=1)
+    masked = log_p.masked_fill(~member, float("-inf"))
+    nll = -torch.logsumexp(masked, dim=1)
+    return (nll * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+def load_training_data(log) -> tuple[list, list, list]:
+    data_dir = scene_io.shared_data_dir()
+    teacher_scenes = scene_io.load_group(scene_io.TEACHER_TRAIN, data_dir)
+    start = time.time()
+    teacher_probs = [teacher_probabilities(scene) for scene in teacher_scenes]
+    log(f"teacher labels for {len(teacher_scenes)} scenes in {time.time() - start:.0f} s")
+    backgrounds = [s.dn / 10000.0 for s in scene_io.load_group(scene_io.BACKGROUND_TRAIN, data_dir)]
+    return teacher_scenes, teacher_probs, backgrounds
+
+
+def train(config: dict, out_dir: Path, log=print) -> dict:
+    import torch
+
+    from openeo_cloudmask.models.training.export import check_against_torch, export_onnx
+    from openeo_cloudmask.models.training.network import (
+        NORMALISATION_TEXT,
+        build_network,
+        count_parameters,
+        measure_receptive_field,
+    )
+
+    torch.set_num_threads(config["torch_threads"])
+    torch.manual_seed(config["seed"])
+    rng = np.random.default_rng(config["seed"])
+    teacher_scenes, teacher_probs, backgrounds = load_training_data(log)
+    sampler = Sampler(config, teacher_scenes, teacher_probs, backgrounds, rng)
+    log(f"{len(sampler.clear_sources)} teacher scenes serve as clear backgrounds")
+
+    model = build_network(config)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
+    budget = config["minutes"] * 60.0
+    start, step, losses = time.time(), 0, []
+    while time.time() - start < budget:
+        progress = (time.time() - start) / budget
+        lr = config["lr"] * min(1.0, (step + 1) / config["warmup_steps"]) * 0.5 * (1 + math.cos(math.pi * progress))
+        for group in optimiser.param_groups:
+            group["lr"] = lr
+        dn, member, weight = (torch.from_numpy(a) for a in sampler.batch())
+        model.train()
+        loss = set_loss(model.logits(dn), member, weight)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+        step += 1
+        if step % 50 == 0:
+            log(f"step {step} {(time.time() - start) / 60:.1f} min lr {lr:.2e} loss {np.mean(losses[-50:]):.4f}")
+    minutes = (time.time() - start) / 60.0
+    log(f"trained {step} steps in {minutes:.1f} min")
+
+    model.eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = export_onnx(model, out_dir / ONNX_PATH.name)
+    diff = check_against_torch(model, onnx_path)
+    if diff >= 1e-4:
+        raise RuntimeError(f"{onnx_path}: onnxruntime differs from torch by {diff} (>= 1e-4)")
+    torch.save(model.state_dict(), Path(config["checkpoint"]))
+    receptive_field = measure_receptive_field(model)
+    record = dict(config)
+    record.update(
+        {
+            "steps": step,
+            "train_minutes": round(minutes, 2),
+            "final_loss_mean_last_200": round(float(np.mean(losses[-200:])), 4),
+            "parameters": count_parameters(model),
+            "receptive_field_px": receptive_field,
+            "onnx_vs_torch_max_abs_diff": diff,
+            "onnx_opset": 17,
+            "split": scene_io.split_record(),
+            "torch_version": torch.__version__,
+        }
+    )
+    tiling = {
+        "receptive_field_px": receptive_field,
+        "size_multiple": model.size_multiple,
+        "min_tile_size": config["min_tile_size"],
+        "recommended_window": config["recommended_window"],
+        "recommended_overlap": config["recommended_overlap"],
+        "recommended_chunk": config["recommended_chunk"],
+    }
+    card = build_card(record, tiling, NORMALISATION_TEXT, TEACHER_DESCRIPTION, onnx_path)
+    write_card(card, out_dir / CARD_PATH.name)
+    log(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.2f} MB, onnx-vs-torch {diff:.1e}) and its card")
+    return record
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Train the cloud-mask model (defaults reproduce the shipped model).")
+    parser.add_argument("--minutes", type=float, default=DEFAULT_CONFIG["minutes"], help="wall-clock training budget")
+    parser.add_argument("--seed", type=int, default=DEFAULT_CONFIG["seed"])
+    parser.add_argument("--out", type=Path, default=ONNX_PATH.parent, help="folder for the ONNX file and card")
+    args = parser.parse_args(argv)
+    scene_io.shared_data_dir()  # exits with one clear line when the data are missing, before torch loads
+    config = dict(DEFAULT_CONFIG, minutes=args.minutes, seed=args.seed)
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    record = train(config, args.out, log)
+    if args.out.resolve() == ONNX_PATH.parent.resolve():
+        CONFIG_PATH.write_text(json.dumps(record, indent=2) + "\n")
+        log(f"recorded the configuration in {CONFIG_PATH}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

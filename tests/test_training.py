@@ -1,0 +1,135 @@
+"""The training pipeline: synthetic labels, teacher mapping, data-folder errors, and (with torch) the network."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from openeo_cloudmask.models.training import scenes
+from openeo_cloudmask.models.training.synthetic import (
+    CLOUD_KINDS,
+    demo_scene,
+    fractal_noise,
+    procedural_background,
+    synthesize,
+)
+from openeo_cloudmask.models.training.teacher import membership_targets, ukis_classes_as_ours
+
+SHARED = Path(os.environ.get(scenes.DATA_ENV) or scenes.REPO_ROOT.parent / "shared" / "data")
+needs_shared_data = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared Sentinel-2 data not found at {SHARED}")
+
+
+def test_demo_scene_has_all_five_classes_and_is_deterministic():
+    dn, label = demo_scene(seed=0)
+    assert dn.shape == (4, 128, 128) and dn.dtype == np.float32
+    assert set(np.unique(label)) == {1, 2, 3, 4, 5}
+    dn2, label2 = demo_scene(seed=0)
+    np.testing.assert_array_equal(dn, dn2)
+    np.testing.assert_array_equal(label, label2)
+    assert not np.array_equal(label, demo_scene(seed=1)[1])
+
+
+def test_synthetic_labels_are_exact():
+    dn, label = demo_scene(seed=3)
+    missing = label == 5
+    np.testing.assert_array_equal(missing, np.all(dn == 0, axis=0))  # nodata exactly where DN is 0
+    assert np.all(dn[:, ~missing] > 0)
+    refl = dn / 10000.0
+    # opaque cloud is brighter than the clear surface; shadow is darker in NIR than clear surface
+    assert refl[:3, label == 4].mean() > refl[:3, label == 1].mean() + 0.15
+    assert refl[3, label == 2].mean() < refl[3, label == 1].mean()
+
+
+@pytest.mark.parametrize("kind", CLOUD_KINDS)
+def test_every_cloud_kind_builds(kind):
+    rng = np.random.default_rng(5)
+    dn, label = synthesize(procedural_background(rng, 64), rng, margin=16, options={"kinds": [kind], "nodata": False})
+    assert dn.shape == (4, 64, 64)
+    assert 5 not in label and set(np.unique(label)) <= {1, 2, 3, 4}
+
+
+def test_fractal_noise_is_standardised():
+    field = fractal_noise(np.random.default_rng(0), (64, 96), beta=3.0, stretch=4.0, angle=0.5)
+    assert field.shape == (64, 96)
+    assert abs(field.mean()) < 1e-5 and abs(field.std() - 1) < 1e-3
+
+
+def test_teacher_mapping_uses_set_labels():
+    probs = np.zeros((3, 2, 2), np.float32)
+    probs[0, 0, 0] = probs[1, 0, 1] = probs[2, 1, 0] = probs[1, 1, 1] = 0.9
+    probs += 0.05
+    nodata = np.array([[False, False], [False, True]])
+    member, weight = membership_targets(probs, nodata)
+    assert member[:, 0, 0].tolist() == [True, False, False, False, False]  # clear
+    assert member[:, 0, 1].tolist() == [False, False, True, True, False]  # cloud: semi or opaque
+    assert member[:, 1, 0].tolist() == [False, True, False, False, False]  # shadow
+    assert member[:, 1, 1].tolist() == [False, False, False, False, True]  # nodata
+    assert weight[0, 0] == pytest.approx(0.95**2) and weight[1, 1] == 1.0
+    codes = ukis_classes_as_ours(np.array([[0, 1], [2, 1]]), nodata)
+    assert codes.tolist() == [[1, 4], [2, 5]]
+
+
+def test_missing_data_folder_gives_one_clear_line(monkeypatch, tmp_path):
+    missing = tmp_path / "no_such_folder"
+    monkeypatch.setenv(scenes.DATA_ENV, str(missing))
+    with pytest.raises(SystemExit) as info:
+        scenes.shared_data_dir()
+    message = str(info.value)
+    assert str(missing) in message and scenes.DATA_ENV in message and "shared/" in message
+    assert "\n" not in message
+
+
+def test_scripts_stop_on_missing_data_before_work(monkeypatch, tmp_path):
+    from openeo_cloudmask.models.training import evaluate, train
+
+    monkeypatch.setenv(scenes.DATA_ENV, str(tmp_path / "absent"))
+    for main in (train.main, evaluate.main):
+        with pytest.raises(SystemExit, match="absent"):
+            main([])
+
+
+def test_split_keeps_held_out_scenes_out_of_training():
+    training = set(scenes.TEACHER_TRAIN) | set(scenes.BACKGROUND_TRAIN)
+    assert not training & set(scenes.HELD_OUT)
+    assert not training & set(scenes.SYNTHETIC_EVAL_BACKGROUNDS)
+    assert "s2cloudless_testscene.nc" in scenes.HELD_OUT  # CC BY-SA 4.0: evaluation only
+    assert all(name.startswith("cairo_kaggle_weaklabel") is False for name in training)
+
+
+@needs_shared_data
+def test_scenes_load_bands_by_name():
+    (scene,) = scenes.load_file("spyndex_s2_10m.nc")
+    assert scene.dn.shape == (4, 300, 300) and scene.dn.dtype == np.float32
+    stack = scenes.load_file("eolearn_testpatch_slovenia.nc", dates=[0, 2])
+    assert [s.name for s in stack] == ["eolearn_testpatch_slovenia_t0", "eolearn_testpatch_slovenia_t2"]
+    assert stack[0].level == "L1C" and stack[0].swir.shape == (2, 101, 100)
+    assert stack[0].s2cloudless_probability.shape == (101, 100)
+
+
+def test_network_exports_to_onnx_matching_torch(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from openeo_cloudmask.models.training.export import check_against_torch, export_onnx
+    from openeo_cloudmask.models.training.network import CloudMaskNet, measure_receptive_field
+
+    torch.manual_seed(0)
+    model = CloudMaskNet(widths=(8, 8, 8, 8)).eval()
+    path = export_onnx(model, tmp_path / "net.onnx", size=64)
+    assert check_against_torch(model, path) < 1e-4
+    assert model.size_multiple == 32
+    assert measure_receptive_field(model, size=512) >= 128
+
+
+def test_set_loss_prefers_allowed_classes():
+    torch = pytest.importorskip("torch")
+    from openeo_cloudmask.models.training.train import set_loss
+
+    member = torch.zeros(1, 5, 1, 1, dtype=torch.bool)
+    member[0, 2:4] = True  # teacher cloud: semi-transparent or opaque
+    weight = torch.ones(1, 1, 1)
+    good = torch.tensor([0.0, 0.0, 3.0, 0.0, 0.0]).view(1, 5, 1, 1)
+    also_good = torch.tensor([0.0, 0.0, 0.0, 3.0, 0.0]).view(1, 5, 1, 1)
+    bad = torch.tensor([3.0, 0.0, 0.0, 0.0, 0.0]).view(1, 5, 1, 1)
+    assert float(set_loss(good, member, weight)) == pytest.approx(float(set_loss(also_good, member, weight)))
+    assert float(set_loss(bad, member, weight)) > float(set_loss(good, member, weight)) + 1.0
