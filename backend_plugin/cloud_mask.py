@@ -31,9 +31,6 @@ from .errors import ProcessParameterInvalid, from_engine_error
 
 SPEC_PATH = Path(__file__).with_name("cloud_mask.json")
 
-#: Spatial chunk edge (px) used when the input is not chunked yet, as a multiple of the card's window.
-DEFAULT_CHUNK_WINDOWS = 2
-
 
 def load_spec(path: Path = SPEC_PATH) -> dict:
     return json.loads(Path(path).read_text())
@@ -76,8 +73,8 @@ def mask_lazy(cube: xr.DataArray, context: dict, process: str = "cloud_mask", ch
 
     ``context`` takes the engine's keys (see the UDF docstring). Errors are
     openEO-style and name ``process``. ``chunk_px`` sets the spatial chunk
-    edge for an input that is not Dask-backed yet (default: twice the card's
-    window); Dask-backed inputs keep their spatial chunks.
+    edge for an input that is not Dask-backed yet (default: the card's window
+    minus two halos); Dask-backed inputs keep their spatial chunks.
     """
     import dask.array as da
 
@@ -102,7 +99,8 @@ def mask_lazy(cube: xr.DataArray, context: dict, process: str = "cloud_mask", ch
     lazy_input = isinstance(array, da.Array)
     if not lazy_input:
         array = da.from_array(np.asarray(array), chunks=-1)
-    default_chunk = chunk_px or DEFAULT_CHUNK_WINDOWS * model.window
+    # Default: chunk + 2 halos fill one engine window, the least halo recomputed per pixel without inner seams.
+    default_chunk = chunk_px or max(model.window - 2 * halo, halo)
     chunks = (
         1,
         -1,

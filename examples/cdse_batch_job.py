@@ -18,7 +18,7 @@ from openeo_cloudmask.udp import dependency_archive_option, udp_namespace_url
 TITLE = "openeo-cloudmask monthly composite"
 JOB_OPTIONS = {
     "executor-memory": "2G",
-    "python-memory": "2048m",  # the UDF's memory grows with the dates per chunk; see docs/CDSE.md
+    "python-memory": "5000m",  # the UDF's memory grows with the dates per chunk; see docs/CDSE.md
     "max-executors": 10,
     "udf-dependency-archives": [dependency_archive_option()],
 }

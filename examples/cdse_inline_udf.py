@@ -18,7 +18,7 @@ from openeo_cloudmask.udp import dependency_archive_option, udf_path
 
 MODEL = "cloudmask-s2-4band"
 #: The model card's tiling.recommended_chunk and recommended_overlap (a test checks them against the card).
-SIZE, OVERLAP = 512, 192
+SIZE, OVERLAP = 512, 256
 JOB_OPTIONS = {
     "python-memory": "2048m",  # room for ~100 dates per chunk; see docs/CDSE.md "Job options and memory"
     "udf-dependency-archives": [dependency_archive_option(MODEL)],  # <url>#cloudmask_deps: model + onnxruntime

@@ -120,6 +120,9 @@ class CloudMaskNet(nn.Module):
         # A transposed convolution with kernel = stride = 4 equals a 1x1 conv to K*16 channels plus a
         # depth-to-space, in one fast op: each full-resolution pixel gets its own logits.
         self.head = nn.ConvTranspose2d(w0, n_classes, stem, stride=stem)
+        onehot = torch.zeros(1, n_classes, 1, 1)
+        onehot[0, -1] = 60.0
+        self.register_buffer("missing_onehot", onehot, persistent=False)
 
     @property
     def size_multiple(self) -> int:
@@ -137,7 +140,16 @@ class CloudMaskNet(nn.Module):
         return self.head(d0)
 
     def forward(self, dn: torch.Tensor) -> torch.Tensor:
-        return channel_softmax(self.logits(dn))
+        """Probabilities as exported. Class 5 (missing) is a rule, not a guess: after training,
+        :func:`make_missing_a_rule` fixes the network's own missing logit to -30, and here +60 is added where all
+        bands are 0, so a dark but valid pixel can never come out as missing."""
+        nodata = (dn.amax(dim=1, keepdim=True) <= 0).to(dn.dtype)
+        return channel_softmax(self.logits(dn) + nodata * self.missing_onehot)
+
+    def make_missing_a_rule(self) -> None:
+        with torch.no_grad():
+            self.head.weight[:, -1] = 0.0
+            self.head.bias[-1] = -30.0
 
 
 def build_network(config: dict) -> CloudMaskNet:

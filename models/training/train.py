@@ -56,7 +56,7 @@ DEFAULT_CONFIG = {
     # Tiling, measured with the engine (README "Tiling"): chunks run as one window up to 2048 px, a 192 px
     # halo makes chunked results match whole-scene ones, and 512 + 2 x 192 px backend chunks stay small.
     "recommended_window": 2048,
-    "recommended_overlap": 192,
+    "recommended_overlap": 256,
     "recommended_chunk": 512,
     "min_tile_size": 64,
     # the torch weights stay outside the repository (only the ONNX file ships)
@@ -216,21 +216,31 @@ def train(config: dict, out_dir: Path, log=print) -> dict:
             log(f"step {step} {(time.time() - start) / 60:.1f} min lr {lr:.2e} loss {np.mean(losses[-50:]):.4f}")
     minutes = (time.time() - start) / 60.0
     log(f"trained {step} steps in {minutes:.1f} min")
+    torch.save(model.state_dict(), Path(config["checkpoint"]))
+    return finish(model, config, out_dir, step, minutes, float(np.mean(losses[-200:])), log)
+
+
+def finish(model, config: dict, out_dir: Path, steps: int, minutes: float, final_loss: float, log=print) -> dict:
+    """Export the trained network to ONNX, check it against torch, write the card (metrics empty)."""
+    import torch
+
+    from openeo_cloudmask.models.training.export import check_against_torch, export_onnx
+    from openeo_cloudmask.models.training.network import NORMALISATION_TEXT, count_parameters, measure_receptive_field
 
     model.eval()
+    model.make_missing_a_rule()  # dark valid pixels must never be "missing" (seen on a dark held-out chip)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = export_onnx(model, out_dir / ONNX_PATH.name)
     diff = check_against_torch(model, onnx_path)
     if diff >= 1e-4:
         raise RuntimeError(f"{onnx_path}: onnxruntime differs from torch by {diff} (>= 1e-4)")
-    torch.save(model.state_dict(), Path(config["checkpoint"]))
     receptive_field = measure_receptive_field(model)
     record = dict(config)
     record.update(
         {
-            "steps": step,
+            "steps": steps,
             "train_minutes": round(minutes, 2),
-            "final_loss_mean_last_200": round(float(np.mean(losses[-200:])), 4),
+            "final_loss_mean_last_200": round(final_loss, 4),
             "parameters": count_parameters(model),
             "receptive_field_px": receptive_field,
             "onnx_vs_torch_max_abs_diff": diff,
