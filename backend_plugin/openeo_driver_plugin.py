@@ -33,45 +33,9 @@ _MODEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 def neighborhood_process_graph(udf_code: str, size: int, overlap: int, model_dir=None) -> dict:
     """``apply_neighborhood(run_udf)`` over the graph parameters of ``cloud_mask`` (the UDP's process graph)."""
-    context = {
-        "processing_level": {"from_parameter": "processing_level"},
-        "radiometric_offset": {"from_parameter": "radiometric_offset"},
-        "output": {"from_parameter": "output"},
-        "buffer_m": {"from_parameter": "buffer"},
-        "model": {"from_parameter": "model"},
-    }
-    if model_dir is not None:
-        context["model_dir"] = str(model_dir)
-    run_udf = {
-        "process_id": "run_udf",
-        "arguments": {
-            "data": {"from_parameter": "data"},
-            "udf": udf_code,
-            "runtime": "Python",
-            "context": {"from_parameter": "context"},
-        },
-        "result": True,
-    }
-    return {
-        "cloudmask1": {
-            "process_id": "apply_neighborhood",
-            "arguments": {
-                "data": {"from_parameter": "data"},
-                "process": {"process_graph": {"runudf1": run_udf}},
-                "size": [
-                    {"dimension": "x", "value": size, "unit": "px"},
-                    {"dimension": "y", "value": size, "unit": "px"},
-                    {"dimension": "t", "value": None},
-                ],
-                "overlap": [
-                    {"dimension": "x", "value": overlap, "unit": "px"},
-                    {"dimension": "y", "value": overlap, "unit": "px"},
-                ],
-                "context": context,
-            },
-            "result": True,
-        }
-    }
+    from openeo_cloudmask.udp import neighborhood_node
+
+    return {"cloudmask1": neighborhood_node(udf_code, size, overlap, model_dir)}
 
 
 def _card(model: str, model_dir) -> dict:

@@ -256,9 +256,9 @@ def _parameters(card: dict) -> list:
     ]
 
 
-def build_udp(card: dict, udf: str, memory: dict, archive: str) -> dict:
-    """The UDP as a dict: a pure function of its sources (tests regenerate it in memory)."""
-    size, overlap = neighborhood_window(card)
+def neighborhood_node(udf: str, size: int, overlap: int, model_dir=None) -> dict:
+    """``apply_neighborhood(run_udf)`` over the ``cloud_mask`` parameters: the body of the UDP and of the
+    openeo-driver plugin's process. ``model_dir`` pins the model folder (local backends and tests)."""
     context = {
         "processing_level": {"from_parameter": "processing_level"},
         "radiometric_offset": {"from_parameter": "radiometric_offset"},
@@ -266,6 +266,8 @@ def build_udp(card: dict, udf: str, memory: dict, archive: str) -> dict:
         "buffer_m": {"from_parameter": "buffer"},
         "model": {"from_parameter": "model"},
     }
+    if model_dir is not None:
+        context["model_dir"] = str(model_dir)
     run_udf = {
         "process_id": "run_udf",
         "arguments": {
@@ -276,7 +278,7 @@ def build_udp(card: dict, udf: str, memory: dict, archive: str) -> dict:
         },
         "result": True,
     }
-    neighborhood = {
+    return {
         "process_id": "apply_neighborhood",
         "arguments": {
             "data": {"from_parameter": "data"},
@@ -294,6 +296,12 @@ def build_udp(card: dict, udf: str, memory: dict, archive: str) -> dict:
         },
         "result": True,
     }
+
+
+def build_udp(card: dict, udf: str, memory: dict, archive: str) -> dict:
+    """The UDP as a dict: a pure function of its sources (tests regenerate it in memory)."""
+    size, overlap = neighborhood_window(card)
+    neighborhood = neighborhood_node(udf, size, overlap)
     python_memory = python_memory_mib(memory)
     chunk = size + 2 * overlap
     description = "\n\n".join([

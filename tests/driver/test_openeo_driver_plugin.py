@@ -98,7 +98,8 @@ def test_execute_runs_the_udf_with_resolved_context(connection, recorder, tiny_m
     masked(connection, processing_level="L2A", output="classes").download(format="GTiff")
     assert len(recorder) == 1
     call = recorder[0]
-    assert [o["value"] for o in call["size"][:2]] == [64, 64] and [o["value"] for o in call["overlap"]] == [8, 8]
+    # size = the tiny card's recommended_chunk (window 64 - 2 x overlap 8), overlap = its recommended_overlap
+    assert [o["value"] for o in call["size"][:2]] == [48, 48] and [o["value"] for o in call["overlap"]] == [8, 8]
     assert call["context"]["model"] == TINY_MODEL_ID and call["context"]["output"] == "classes"
     expected = engine.mask_cube(sample_cube(), {"model": TINY_MODEL_ID, "model_dir": str(tiny_model_dir)})
     np.testing.assert_array_equal(call["result"].transpose(*expected.dims).values, expected.values)
