@@ -35,8 +35,6 @@ def tiny_udp(tiny_card):
 
 def test_committed_udp_matches_its_sources(monkeypatch):
     """process_graphs/cloud_mask.json == what build_udp.py makes from udf/cloud_mask.py, the card and the memory record."""
-    if not (udp.MODELS_DIR / f"{udp.DEFAULT_MODEL}.json").is_file():
-        pytest.skip(f"the real model card models/{udp.DEFAULT_MODEL}.json is not there yet; the UDP is generated from it")
     monkeypatch.delenv(udp.RELEASE_URL_ENV, raising=False)
     expected = udp.render(udp.generate(use_env=False))
     assert udp.UDP_PATH.is_file(), "process_graphs/cloud_mask.json is missing: run `make udp`"
