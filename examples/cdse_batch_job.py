@@ -7,12 +7,9 @@ The UDP already carries default job options; the ones given here override them
 one by one (``python-memory`` for longer time series, ``max-executors`` for cost).
 """
 
-import json
 import sys
 
-import openeo
-
-from openeo_cloudmask.client_workflows import BACKEND, load_sentinel2, monthly_composite
+from openeo_cloudmask.client_workflows import load_sentinel2, monthly_composite, run_example
 from openeo_cloudmask.udp import dependency_archive_option, udp_namespace_url
 
 TITLE = "openeo-cloudmask monthly composite"
@@ -36,14 +33,12 @@ def job_request(cube) -> dict:
 
 
 def main(argv=None) -> int:
-    if "--print" in (sys.argv[1:] if argv is None else argv):
-        print(json.dumps(job_request(build()), indent=2))
-        return 0
-    connection = openeo.connect(BACKEND).authenticate_oidc()
-    job = connection.create_job(build(connection), title=TITLE, job_options=JOB_OPTIONS)
-    job.start_and_wait()
-    job.get_results().download_files("composite")
-    return 0
+    def run(cube, connection):
+        job = connection.create_job(cube, title=TITLE, job_options=JOB_OPTIONS)
+        job.start_and_wait()
+        job.get_results().download_files("composite")
+
+    return run_example(build, run, argv, document=job_request)
 
 
 if __name__ == "__main__":

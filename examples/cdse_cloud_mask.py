@@ -7,12 +7,9 @@ The UDP brings its own job options (``python-memory`` and the dependency archive
 with the model and onnxruntime), so nothing else is needed.
 """
 
-import json
 import sys
 
-import openeo
-
-from openeo_cloudmask.client_workflows import BACKEND, load_sentinel2
+from openeo_cloudmask.client_workflows import load_sentinel2, run_example
 from openeo_cloudmask.udp import udp_namespace_url
 
 
@@ -24,12 +21,7 @@ def build(connection=None):
 
 
 def main(argv=None) -> int:
-    if "--print" in (sys.argv[1:] if argv is None else argv):
-        print(json.dumps(build().flat_graph(), indent=2))
-        return 0
-    connection = openeo.connect(BACKEND).authenticate_oidc()
-    build(connection).execute_batch("cloud_mask.nc", out_format="netCDF", title="cloud_mask")
-    return 0
+    return run_example(build, lambda cube, _: cube.execute_batch("cloud_mask.nc", out_format="netCDF", title="cloud_mask"), argv)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,11 @@ overlap), the UDF context and the job options (memory, dependency archive).
     python examples/cdse_inline_udf.py           # log in to CDSE and run it as a batch job
 """
 
-import json
 import sys
 
 import openeo
 
-from openeo_cloudmask.client_workflows import BACKEND, load_sentinel2, monthly_composite
+from openeo_cloudmask.client_workflows import load_sentinel2, monthly_composite, run_example
 from openeo_cloudmask.udp import dependency_archive_option, udf_path
 
 MODEL = "cloudmask-s2-4band"
@@ -38,12 +37,10 @@ def build(connection=None):
 
 
 def main(argv=None) -> int:
-    if "--print" in (sys.argv[1:] if argv is None else argv):
-        print(json.dumps(build().flat_graph(), indent=2))
-        return 0
-    connection = openeo.connect(BACKEND).authenticate_oidc()
-    build(connection).execute_batch("composite_inline.nc", out_format="netCDF", job_options=JOB_OPTIONS)
-    return 0
+    def run(cube, _):
+        cube.execute_batch("composite_inline.nc", out_format="netCDF", job_options=JOB_OPTIONS)
+
+    return run_example(build, run, argv)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,9 @@ Every pixel the mask does not call clear (1) -- cloud shadow, semi-transparent
 cloud, cloud and missing -- is dropped before the monthly median.
 """
 
-import json
 import sys
 
-import openeo
-
-from openeo_cloudmask.client_workflows import BACKEND, load_sentinel2, monthly_composite
+from openeo_cloudmask.client_workflows import load_sentinel2, monthly_composite, run_example
 from openeo_cloudmask.udp import udp_namespace_url
 
 
@@ -24,12 +21,10 @@ def build(connection=None):
 
 
 def main(argv=None) -> int:
-    if "--print" in (sys.argv[1:] if argv is None else argv):
-        print(json.dumps(build().flat_graph(), indent=2))
-        return 0
-    connection = openeo.connect(BACKEND).authenticate_oidc()
-    build(connection).execute_batch("composite.nc", out_format="netCDF", title="monthly cloud-free composite")
-    return 0
+    def run(cube, _):
+        cube.execute_batch("composite.nc", out_format="netCDF", title="monthly cloud-free composite")
+
+    return run_example(build, run, argv)
 
 
 if __name__ == "__main__":

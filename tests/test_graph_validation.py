@@ -13,7 +13,6 @@ fit the parameter's schema (type, enum, minimum, items, required properties);
 parameter in scope (the UDP's, or the child callback's); one result node.
 """
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -29,10 +28,10 @@ OURS = {"cloud_mask", "cloud_detection"}
 
 
 def spec_dir() -> Path:
-    spec = importlib.util.find_spec("openeo_processes_dask")
-    if spec is None:
-        pytest.skip("openeo-processes-dask (which ships the openEO process specs) is not installed")
-    return Path(spec.origin).parent / "specs" / "openeo-processes"
+    """The openEO process specs that openeo-processes-dask (a `test` extra) ships as package data."""
+    import openeo_processes_dask
+
+    return Path(openeo_processes_dask.__file__).parent / "specs" / "openeo-processes"
 
 
 @pytest.fixture(scope="module")

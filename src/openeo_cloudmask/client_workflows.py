@@ -8,6 +8,9 @@ graph offline (no account, no network), or a connection from
 
 from __future__ import annotations
 
+import json
+import sys
+
 from openeo.processes import array_element, neq
 from openeo.rest.datacube import DataCube
 
@@ -57,3 +60,20 @@ def not_clear(mask: DataCube) -> DataCube:
 def monthly_composite(s2: DataCube, mask: DataCube, reducer: str = "median") -> DataCube:
     """Drop every pixel that is not clear, then reduce each calendar month."""
     return s2.mask(not_clear(mask)).aggregate_temporal_period(period="month", reducer=reducer)
+
+
+def run_example(build, run, argv=None, document=None) -> int:
+    """The command line every ``examples/cdse_*.py`` shares.
+
+    ``--print`` prints the request built offline (no account, no network):
+    ``document(cube)``, by default the process graph. Otherwise it logs in to
+    CDSE and calls ``run(cube, connection)`` on the cube built online.
+    """
+    import openeo
+
+    if "--print" in (sys.argv[1:] if argv is None else argv):
+        print(json.dumps((document or (lambda cube: cube.flat_graph()))(build()), indent=2))
+        return 0
+    connection = openeo.connect(BACKEND).authenticate_oidc()
+    run(build(connection), connection)
+    return 0
