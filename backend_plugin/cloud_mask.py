@@ -6,8 +6,9 @@ a single pixel is computed; errors are openEO-style (:mod:`.errors`). The
 masking itself is :func:`openeo_cloudmask.udf.cloud_mask.mask_cube`, called on
 each chunk grown by a halo of the card's ``recommended_overlap`` plus the
 ``buffer`` in pixels (``dask.array.overlap`` with ``boundary="none"``), and the
-halo is trimmed off afterwards. The halo makes the answer independent of where
-chunk borders fall, as long as the model's receptive field fits in it.
+halo is trimmed off afterwards. The halo covers the receptive field's reach,
+and the engine puts its windows on the scene's global grid, so the result is
+bit-identical to the engine on the whole scene, wherever chunk borders fall.
 
 Traps:
 

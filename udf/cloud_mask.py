@@ -45,12 +45,15 @@ Context keys (an unknown key is an error that lists these):
   metres (default 0), as users do with SCL masks.
 - ``pixel_size_m``: ground sampling distance, for ``buffer_m``. Default: taken
   from the ``x`` coordinate spacing when it looks like metres, else 10.
-- ``window_size`` / ``window_overlap``: the engine's inner tiling, in pixels.
-  Default: the model card's recommendation.
+- ``window_size`` / ``window_overlap``: the engine's inner tiling, in pixels:
+  the largest window one ONNX call sees, and the context each window keeps on
+  every side it shares with a neighbour (neighbours share twice that).
+  Default: the model card's ``recommended_window`` and ``recommended_overlap``.
 
 Traps: the result of a chunk's outermost ``window_overlap`` pixels is only as
 good as the context the chunk carries, so run this in ``apply_neighborhood``
-with an ``overlap`` of at least the card's ``recommended_overlap``.
+with an ``overlap`` of at least the card's ``recommended_overlap``. Then every
+chunking of a scene gives bit-identical results (``predict_probabilities``).
 """
 
 import functools
@@ -375,40 +378,15 @@ def grid_phase(coordinate) -> int:
     return int(round(values[0] / (values[1] - values[0])))
 
 
-@functools.lru_cache(maxsize=64)
-def _ramp(size: int, ramp: int, fade_start: bool, fade_end: bool) -> np.ndarray:
-    """1-D blending weight for the ends of a window that meet a neighbour window.
+def window_cores(starts: list, size: int, length: int) -> list:
+    """Per window, the ``(lo, hi)`` part of the axis it answers for: seams halfway through each overlap.
 
-    Over the ``ramp`` (overlap) pixels at such an end the weight is 0 for the
-    outer quarter, where the network sees the window edge instead of the
-    scene, then rises linearly to 1 at the inner quarter. Two windows that
-    overlap by ``ramp`` pixels thus have weights that sum to exactly 1.
+    A pixel of a window's core is at least half the windows' overlap away from
+    that window's cut edges (scene edges are the same for every chunking).
     """
-    weight = np.ones(size, dtype=np.float32)
-    if ramp > 0:
-        margin = ramp // 4
-        edge = np.clip((np.arange(ramp, dtype=np.float32) + 0.5 - margin) / max(ramp - 2 * margin, 1), 0.0, 1.0)
-        if fade_start:
-            weight[:ramp] = np.minimum(weight[:ramp], edge)
-        if fade_end:
-            weight[size - ramp :] = np.minimum(weight[size - ramp :], edge[::-1])
-    return weight
-
-
-def _fade_in_place(part: np.ndarray, wy: np.ndarray, wx: np.ndarray) -> None:
-    """Multiply (K, h, w) by the separable weights, touching only the fading border strips (the rest is 1)."""
-    for axis, weight in ((1, wy), (2, wx)):
-        fading = np.flatnonzero(weight < 1)
-        if not fading.size:
-            continue
-        head = fading[fading < weight.size // 2]
-        tail = fading[fading >= weight.size // 2]
-        for strip in (head, tail):
-            if strip.size:
-                lo, hi = strip[0], strip[-1] + 1
-                shape = (1, hi - lo, 1) if axis == 1 else (1, 1, hi - lo)
-                index = (slice(None), slice(lo, hi)) if axis == 1 else (slice(None), slice(None), slice(lo, hi))
-                part[index] *= weight[lo:hi].reshape(shape)
+    seams = [(starts[i + 1] + starts[i] + size) // 2 for i in range(len(starts) - 1)]
+    bounds = [0] + seams + [length]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def _pad_to(block: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -426,11 +404,16 @@ def predict_probabilities(
 ):
     """Class probabilities (K, H, W) for one image of digital numbers (C, H, W), in the card's band order.
 
-    The image is cut into overlapping windows (see :func:`tile_windows`); each
-    window's probabilities are blended with linear weights that fade to zero
-    where the window meets a neighbour, so seams vanish. ``origin`` is the
-    global (row, column) index of the image's first pixel (see
-    :func:`grid_phase`): the image is padded at the top and left so that
+    The image is cut into windows (see :func:`tile_windows`) that share at
+    least ``2 * overlap`` pixels, and each pixel is answered by the one window
+    whose core holds it (:func:`window_cores`), so every answer has at least
+    ``overlap`` pixels of real context on each side. With ``overlap`` at least
+    the receptive field's reach (the card's ``recommended_overlap``), a
+    window's core is bit-identical to what a whole-scene window would give:
+    no blending, no seams, and any chunking of a scene (Dask blocks,
+    ``apply_neighborhood`` chunks with that overlap) gives the same result.
+    ``origin`` is the global (row, column) index of the image's first pixel
+    (see :func:`grid_phase`): the image is padded at the top and left so that
     windows sit on the scene's stride grid, whatever chunk this is. Missing
     pixels must already be 0.
     """
@@ -446,32 +429,26 @@ def predict_probabilities(
         probs = predict_probabilities(model, padded, window, overlap, batch)
         return np.ascontiguousarray(probs[:, lead_y:, lead_x:])
     _, height, width = dn.shape
-    win_h, rows = tile_windows(height, window, overlap, multiple)
-    win_w, cols = tile_windows(width, window, overlap, multiple)
+    win_h, rows = tile_windows(height, window, 2 * overlap, multiple)
+    win_w, cols = tile_windows(width, window, 2 * overlap, multiple)
     win_h, win_w = max(win_h, model.min_tile_size), max(win_w, model.min_tile_size)
 
-    if len(rows) == 1 and len(cols) == 1:  # one window: its output is the answer, nothing to blend
+    if len(rows) == 1 and len(cols) == 1:  # one window: its output is the answer
         padded = _pad_to(dn, win_h, win_w)[None]
         return model.session.run([model.output_name], {model.input_name: padded})[0][0, :, :height, :width]
 
-    k = len(model.class_codes)
-    total = np.zeros((k, height, width), dtype=np.float32)
-    weights = np.zeros((height, width), dtype=np.float32)
-    boxes = [(r, c) for r in rows for c in cols]
+    total = np.empty((len(model.class_codes), height, width), dtype=np.float32)
+    boxes = [
+        (r, c, core_y, core_x)
+        for r, core_y in zip(rows, window_cores(rows, win_h, height))
+        for c, core_x in zip(cols, window_cores(cols, win_w, width))
+    ]
     for first in range(0, len(boxes), batch):
         group = boxes[first : first + batch]
-        stack = np.stack([_pad_to(dn[:, r : r + win_h, c : c + win_w], win_h, win_w) for r, c in group])
+        stack = np.stack([_pad_to(dn[:, r : r + win_h, c : c + win_w], win_h, win_w) for r, c, _, _ in group])
         probs = model.session.run([model.output_name], {model.input_name: stack})[0]
-        for (r, c), p in zip(group, probs):
-            h, w = min(win_h, height - r), min(win_w, width - c)
-            wy = _ramp(win_h, overlap, r > 0, r + win_h < height)[:h]
-            wx = _ramp(win_w, overlap, c > 0, c + win_w < width)[:w]
-            part = p[:, :h, :w]
-            _fade_in_place(part, wy, wx)  # the session's output buffer is ours to change
-            total[:, r : r + h, c : c + w] += part
-            weights[r : r + h, c : c + w] += wy[:, None] * wx[None, :]
-    np.reciprocal(weights, out=weights)
-    total *= weights
+        for (r, c, (y0, y1), (x0, x1)), p in zip(group, probs):
+            total[:, y0:y1, x0:x1] = p[:, y0 - r : y1 - r, x0 - c : x1 - c]
     return total
 
 

@@ -1,14 +1,14 @@
 """Train the default cloud-mask model, export it to ONNX and write its card. One command, fixed seed:
 
     python -m openeo_cloudmask.models.training.train            # the shipped model (defaults)
-    python -m openeo_cloudmask.models.training.train --minutes 5 --out /tmp/try
+    python -m openeo_cloudmask.models.training.train --steps 200 --out /tmp/try
 
 Each step draws a batch of crops, part synthetic (clouds and shadows composited
 onto clear backgrounds, exact 5-class labels, see synthetic.py) and part real
 (ukis-csmask ensemble teacher labels, set label {3, 4} for teacher cloud,
-weighted by confidence squared, see teacher.py). The budget is wall-clock
-minutes; the learning rate follows a cosine over that budget, so the same
-command on a slower machine trains fewer steps (the step count is recorded).
+weighted by confidence squared, see teacher.py). The budget is a number of
+optimiser steps with a cosine learning rate over them, so the same command
+trains the same steps on any machine, loaded or not (the wall time is recorded).
 The full configuration is written to ``models/training/config.json`` and into
 the card. Held-out scenes (scenes.py) are never loaded here.
 """
@@ -34,12 +34,12 @@ CONFIG_PATH = Path(__file__).resolve().parent / "config.json"
 DEFAULT_CONFIG = {
     "version": "1.0.0",
     "seed": 20260101,
-    "minutes": 22.0,
+    "max_steps": 3200,
     "widths": [24, 32, 48, 64],
     "stem": 4,
     "crop": 192,
     "batch": 12,
-    "synthetic_fraction": 0.45,
+    "synthetic_fraction": 0.5,
     "lr": 3e-3,
     "weight_decay": 1e-4,
     "warmup_steps": 60,
@@ -197,10 +197,9 @@ def train(config: dict, out_dir: Path, log=print) -> dict:
 
     model = build_network(config)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
-    budget = config["minutes"] * 60.0
-    start, step, losses = time.time(), 0, []
-    while time.time() - start < budget:
-        progress = (time.time() - start) / budget
+    start, losses = time.time(), []
+    for step in range(config["max_steps"]):
+        progress = step / config["max_steps"]
         lr = config["lr"] * min(1.0, (step + 1) / config["warmup_steps"]) * 0.5 * (1 + math.cos(math.pi * progress))
         for group in optimiser.param_groups:
             group["lr"] = lr
@@ -211,9 +210,9 @@ def train(config: dict, out_dir: Path, log=print) -> dict:
         loss.backward()
         optimiser.step()
         losses.append(loss.item())
-        step += 1
-        if step % 50 == 0:
-            log(f"step {step} {(time.time() - start) / 60:.1f} min lr {lr:.2e} loss {np.mean(losses[-50:]):.4f}")
+        if (step + 1) % 50 == 0:
+            log(f"step {step + 1} {(time.time() - start) / 60:.1f} min lr {lr:.2e} loss {np.mean(losses[-50:]):.4f}")
+    step = config["max_steps"]
     minutes = (time.time() - start) / 60.0
     log(f"trained {step} steps in {minutes:.1f} min")
     torch.save(model.state_dict(), Path(config["checkpoint"]))
@@ -265,12 +264,12 @@ def finish(model, config: dict, out_dir: Path, steps: int, minutes: float, final
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Train the cloud-mask model (defaults reproduce the shipped model).")
-    parser.add_argument("--minutes", type=float, default=DEFAULT_CONFIG["minutes"], help="wall-clock training budget")
+    parser.add_argument("--steps", type=int, default=DEFAULT_CONFIG["max_steps"], help="optimiser steps (the budget)")
     parser.add_argument("--seed", type=int, default=DEFAULT_CONFIG["seed"])
     parser.add_argument("--out", type=Path, default=ONNX_PATH.parent, help="folder for the ONNX file and card")
     args = parser.parse_args(argv)
     scene_io.shared_data_dir()  # exits with one clear line when the data are missing, before torch loads
-    config = dict(DEFAULT_CONFIG, minutes=args.minutes, seed=args.seed)
+    config = dict(DEFAULT_CONFIG, max_steps=args.steps, seed=args.seed)
 
     def log(message: str) -> None:
         print(message, flush=True)
