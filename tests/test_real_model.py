@@ -87,7 +87,8 @@ def test_dask_process_is_identical_to_the_engine(demo_cube):
     Bit-identical, probabilities included: every pixel is answered by a window that gives it the
     card's recommended_overlap of context on every side (more than the receptive field's reach),
     on the same global 32 px grid, whatever the chunking. The y axis starts off that grid, so the
-    whole-scene run needs two inner windows along y.
+    whole-scene run needs two inner windows along y. Coordinates are pixel centres, as backends
+    give them, and the 701 px chunks start on odd pixels.
     """
     from openeo_cloudmask.backend_plugin.cloud_mask import mask_lazy
 
@@ -95,10 +96,11 @@ def test_dask_process_is_identical_to_the_engine(demo_cube):
     a = demo_cube.values
     mosaic = np.concatenate([np.concatenate([a, other], 2), np.concatenate([other, a], 2)], 1)
     n = mosaic.shape[-1]
-    coords = {"bands": demo_cube.bands.values, "y": 5_300_000.0 - 10.0 * np.arange(n), "x": 400_000.0 + 10.0 * np.arange(n)}
+    centres = 5.0 + 10.0 * np.arange(n)
+    coords = {"bands": demo_cube.bands.values, "y": 5_300_000.0 - centres, "x": 400_000.0 + centres}
     cube = xr.DataArray(mosaic, dims=("bands", "y", "x"), coords=coords)
     for output in ("classes", "probabilities"):
         whole = run_udf(cube, {"output": output}).values
-        for chunk in (None, 700):  # the plugin's default (one window per chunk) and an off-grid chunk size
+        for chunk in (None, 700, 701):  # the plugin's default (one window per chunk) and an off-grid chunk size
             chunked = mask_lazy(cube, {"output": output}, chunk_px=chunk).compute(scheduler="threads").values
             np.testing.assert_array_equal(chunked, whole, err_msg=f"{output}, chunk {chunk}")

@@ -288,3 +288,13 @@ def test_session_is_created_once_per_process(tiny_context):
     for _ in range(3):
         run_udf(coordinate_cube(), tiny_context)
     assert module["SESSION_LOADS"]["count"] == loads >= 1
+
+
+@pytest.mark.parametrize("first", [0.0, 0.5])  # pixel corners, pixel centres (what backends give)
+@pytest.mark.parametrize("spacing", [10.0, -10.0, 20.0])
+def test_grid_phase_of_a_chunk_is_its_offset_in_the_scene(first, spacing):
+    from openeo_cloudmask.udf.cloud_mask import grid_phase
+
+    coords = spacing * (first + 40_001 + np.arange(64))
+    for offset in range(8):  # odd offsets too: round() would send x.5 to the even neighbour
+        assert grid_phase(coords[offset:]) == grid_phase(coords) + offset

@@ -371,11 +371,17 @@ def grid_phase(coordinate) -> int:
     Chunks of one scene carry slices of the same coordinates, so snapping
     windows to a grid anchored on this index (instead of on the chunk's own
     corner) makes the result independent of where chunks start.
+
+    Trap: coordinates are pixel corners (``value / spacing`` is a whole
+    number) or, as openEO backends give them, pixel centres (a half). ``round``
+    sends halves to the even neighbour, so chunks starting on odd pixels would
+    be one pixel off; flooring ``value / spacing + 0.25`` keeps both
+    conventions a quarter pixel away from any rounding edge.
     """
     values = np.asarray(coordinate, dtype=np.float64) if coordinate is not None else np.zeros(0)
     if values.size < 2 or not np.isfinite(values[:2]).all() or values[1] == values[0]:
         return 0
-    return int(round(values[0] / (values[1] - values[0])))
+    return int(math.floor(values[0] / (values[1] - values[0]) + 0.25))
 
 
 def window_cores(starts: list, size: int, length: int) -> list:
@@ -387,6 +393,24 @@ def window_cores(starts: list, size: int, length: int) -> list:
     seams = [(starts[i + 1] + starts[i] + size) // 2 for i in range(len(starts) - 1)]
     bounds = [0] + seams + [length]
     return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _pad_lead(image: np.ndarray, lead_y: int, lead_x: int) -> np.ndarray:
+    """float32 (C, lead_y + h, lead_x + w): ``image`` reflected up and left by the lead, in one allocation.
+
+    The same values as ``np.pad(image, ..., mode="reflect")`` (symmetric where
+    the image is smaller than the lead), converted to float32 on the way.
+    """
+    c, h, w = image.shape
+    if min(h, w) <= max(lead_y, lead_x):
+        return np.pad(image, ((0, 0), (lead_y, 0), (lead_x, 0)), mode="symmetric").astype(np.float32, copy=False)
+    out = np.empty((c, h + lead_y, w + lead_x), dtype=np.float32)
+    out[:, lead_y:, lead_x:] = image
+    if lead_y:
+        out[:, :lead_y, lead_x:] = image[:, lead_y:0:-1, :]
+    if lead_x:
+        out[:, :, :lead_x] = out[:, :, 2 * lead_x : lead_x : -1]
+    return out
 
 
 def _pad_to(block: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -415,7 +439,9 @@ def predict_probabilities(
     ``origin`` is the global (row, column) index of the image's first pixel
     (see :func:`grid_phase`): the image is padded at the top and left so that
     windows sit on the scene's stride grid, whatever chunk this is. Missing
-    pixels must already be 0.
+    pixels must already be 0. ``dn`` may be any numeric dtype; it is converted
+    to float32 where it is copied anyway (padding, stacking). Where the image
+    was padded, the result is a view into a larger array.
     """
     window = window or model.window
     overlap = model.overlap if overlap is None else overlap
@@ -425,16 +451,17 @@ def predict_probabilities(
         raise InvalidContextError(f"window_overlap {overlap} must be less than half the window size {window}")
     lead_y, lead_x = origin[0] % multiple, origin[1] % multiple
     if lead_y or lead_x:
-        padded = np.pad(dn, ((0, 0), (lead_y, 0), (lead_x, 0)), mode="reflect" if min(dn.shape[1:]) > max(lead_y, lead_x) else "symmetric")
-        probs = predict_probabilities(model, padded, window, overlap, batch)
-        return np.ascontiguousarray(probs[:, lead_y:, lead_x:])
+        # a chunk that fits one window stays one window wherever it starts (the lead adds < multiple px)
+        grown = window + multiple if max(dn.shape[1:]) <= window else window
+        probs = predict_probabilities(model, _pad_lead(dn, lead_y, lead_x), grown, overlap, batch)
+        return probs[:, lead_y:, lead_x:]
     _, height, width = dn.shape
     win_h, rows = tile_windows(height, window, 2 * overlap, multiple)
     win_w, cols = tile_windows(width, window, 2 * overlap, multiple)
     win_h, win_w = max(win_h, model.min_tile_size), max(win_w, model.min_tile_size)
 
     if len(rows) == 1 and len(cols) == 1:  # one window: its output is the answer
-        padded = _pad_to(dn, win_h, win_w)[None]
+        padded = _pad_to(dn, win_h, win_w).astype(np.float32, copy=False)[None]
         return model.session.run([model.output_name], {model.input_name: padded})[0][0, :, :height, :width]
 
     total = np.empty((len(model.class_codes), height, width), dtype=np.float32)
@@ -446,6 +473,7 @@ def predict_probabilities(
     for first in range(0, len(boxes), batch):
         group = boxes[first : first + batch]
         stack = np.stack([_pad_to(dn[:, r : r + win_h, c : c + win_w], win_h, win_w) for r, c, _, _ in group])
+        stack = stack.astype(np.float32, copy=False)
         probs = model.session.run([model.output_name], {model.input_name: stack})[0]
         for (r, c, (y0, y1), (x0, x1)), p in zip(group, probs):
             total[:, y0:y1, x0:x1] = p[:, y0 - r : y1 - r, x0 - c : x1 - c]
@@ -519,12 +547,15 @@ def mask_array(
     radius = int(round(options["buffer_m"] / pixel))
     offset = float(options["radiometric_offset"])
     codes_lookup = np.asarray(model.class_codes, dtype=np.uint8)
+    codes_in_order = model.class_codes == list(range(1, len(model.class_codes) + 1))
     for i in range(t):
-        image = dn[i].astype(np.float32, copy=True)
+        image = dn[i]
         missing = (image == 0).any(axis=0)
         if np.issubdtype(dn.dtype, np.floating):  # integers cannot be NaN
             missing |= ~np.isfinite(image).all(axis=0)
         any_missing = bool(missing.any())
+        if offset or any_missing:  # changed below: work on a float32 copy (else converted where padded)
+            image = image.astype(np.float32, copy=True)
         if any_missing and missing.all():
             probs = np.zeros((len(model.class_codes), height, width), dtype=np.float32)
             probs[model.class_codes.index(MISSING)] = 1.0
@@ -543,7 +574,11 @@ def mask_array(
         if output == "probabilities":
             result[i] = probs[np.argsort(model.class_codes)]
         elif output == "classes":
-            codes = codes_lookup[argmax_classes(probs)]
+            codes = argmax_classes(probs)
+            if codes_in_order:  # index k is code k + 1: one in-place add instead of a lookup
+                np.add(codes, 1, out=codes)
+            else:
+                codes = codes_lookup[codes]
             if any_missing:
                 codes[missing] = MISSING
             result[i, 0] = buffer_classes(codes, radius)
