@@ -342,19 +342,22 @@ def _profile_md(results: dict) -> list:
     lines = [
         f"## 5. Where the time goes: one {p['chunk'][1]}×{p['chunk'][2]} chunk",
         "",
-        f"The real engine (`mask_array`, output classes), unchanged, with a timer around `session.run` and around "
-        f"`predict_probabilities`; window stacking timed by replaying the engine's own stacking "
-        f"(`benchmarks/stage_profile.py`). Median of {p['repeats']} runs: {_f(sec['total'], 3)} s, "
+        f"The real engine (`mask_array`, output classes), unchanged, with timers around `session.run`, "
+        f"`predict_probabilities`, `_pad_lead` and `_window_batch` (`benchmarks/stage_profile.py`). The chunk sits "
+        f"at the benchmark cube's grid phase {tuple(p.get('origin', (0, 0)))} (its x starts 16 px off the 32 px "
+        f"grid, so the lead padding is counted). Median of {p['repeats']} runs: {_f(sec['total'], 3)} s, "
         f"{sec['session_calls']:.0f} `session.run` calls.",
         "",
         "| stage | what | s | share |",
         "|---|---|---|---|",
-        f"| preparation | dtype conversion, missing mask, zeroing missing ({_f(sec['prep_before_windows'], 3)} s); "
-        f"cutting, padding, stacking windows ({_f(sec['prep_window_stacking'], 3)} s) | {_f(sec['preparation'], 3)} | "
+        f"| preparation | missing mask, float32 copy where nodata or an offset is written "
+        f"({_f(sec['prep_before_windows'], 3)} s); lead padding onto the grid, float32 conversion, window "
+        f"stacking ({_f(sec['prep_window_stacking'], 3)} s) | {_f(sec['preparation'], 3)} | "
         f"{_pct(shares['preparation'])} |",
         f"| inference | `session.run` | {_f(sec['inference'], 3)} | {_pct(shares['inference'])} |",
-        f"| blending | fade, accumulate, normalise ({_f(sec['blend_in_windows'], 3)} s); argmax, code lookup, missing "
-        f"class ({_f(sec['blend_after_windows'], 3)} s) | {_f(sec['blending'], 3)} | {_pct(shares['blending'])} |",
+        f"| blending | copying window cores into the result ({_f(sec['blend_in_windows'], 3)} s); argmax, class "
+        f"codes, missing class ({_f(sec['blend_after_windows'], 3)} s) | {_f(sec['blending'], 3)} | "
+        f"{_pct(shares['blending'])} |",
     ]
     defects = [s for s in ("preparation", "blending") if shares[s] > TARGET_NON_INFERENCE_SHARE]
     lines += [
@@ -363,24 +366,16 @@ def _profile_md(results: dict) -> list:
         f"{_ok(non_inf <= TARGET_NON_INFERENCE_SHARE)}); "
         + (f"stage(s) over 20 %: {', '.join(defects)} (a defect)." if defects else "no stage other than inference "
            "is over 20 %."),
-        "",
-        "Remaining candidates in `udf/cloud_mask.py` (not applied here), with the time each saves on this chunk "
-        "(micro-benchmark of exactly the operations removed, best of 5):",
-        "",
-        "| candidate | saves s | share of chunk |",
-        "|---|---|---|",
     ]
-    for name, text in p["candidates"].items():
-        lines.append(f"| {text} | {_f(p['candidate_gain_s'][name], 4)} | {_pct(p['candidate_gain_share_of_chunk'][name])} |")
     sweep = p.get("window_sweep") or []
     if sweep:
         base = sweep[0]
         lines += [
             "",
             f"**Window size** (the real engine, context `window_size`; the card's window is "
-            f"{base['window_size']} px with {results['model']['overlap']} px overlap). Overlapping windows make the "
-            "model see some pixels twice or four times; a larger window on the same chunk infers fewer pixels and "
-            "calls the session less often:",
+            f"{base['window_size']} px; neighbour windows share 2 × {results['model']['overlap']} px). Overlapping "
+            "windows make the model see some pixels twice or four times; a larger window on the same chunk infers "
+            "fewer pixels and calls the session less often:",
             "",
             "| window | windows | shape | inferred px ÷ chunk px | session calls | median s | vs card window | "
             "classes equal to card window |",
@@ -464,7 +459,7 @@ def _method_notes(results: dict) -> list:
         "",
         "- **ours (engine)**: `mask_cube(cube, {model, model_dir})` on an xarray cube (bands, y, x) of uint16 DN "
         "with 10 m coordinates — the full UDF path: context parsing, checks, band selection, dtype conversion, "
-        "nodata mask, windows of the card's size with its overlap, onnxruntime, linear-ramp blending, argmax. "
+        "nodata mask, windows of the card's size (one for a 2048 px scene), onnxruntime, window cores, argmax. "
         "onnxruntime threads via `OPENEO_CLOUDMASK_ORT_THREADS=2`.",
         "- **ours (raw)**: one `session.run` on the whole scene as a (1, 4, H, W) float32 tensor.",
         "- **ukis-csmask 1.0.0**: `CSmask(reflectance float32 (rows, cols, 4), ['blue','green','red','nir'], "

@@ -350,7 +350,9 @@ def main(argv=None) -> int:
     def profile():
         _log(f"profile: one {plan.profile_chunk}x{plan.profile_chunk} chunk")
         dn, _ = benchmark_scenes.four_band_scene(plan.profile_chunk)
-        return stage_profile.profile_chunk(model, dn, plan.profile_repeats)
+        cube = masking_methods.dn_cube(dn)  # the grid phase the throughput cube has (a UDF chunk's)
+        origin = tuple(engine.grid_phase(cube.coords[d].values) for d in ("y", "x"))
+        return stage_profile.profile_chunk(model, dn, plan.profile_repeats, origin)
 
     def variants():
         with tempfile.TemporaryDirectory(prefix="cloudmask-variants-") as workdir:

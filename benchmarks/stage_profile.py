@@ -1,26 +1,24 @@
 """Where the time goes in one chunk: preparation, inference, blending — measured on the real engine.
 
-The engine's ``mask_array`` (output ``classes``) runs unchanged, with two
-probes that do not alter what it computes:
+The engine's ``mask_array`` (output ``classes``) runs unchanged, with probes
+that do not alter what it computes (module attributes swapped for the
+duration of the call, the way a profiler hooks them):
 
-- its onnxruntime session is wrapped in a timer (:class:`TimedSession`), so
-  ``session.run`` time is exact: **inference**;
-- ``predict_probabilities`` is wrapped (the module attribute, for the
-  duration of the call) to record when the engine enters and leaves it; the
-  time before is the rest of the **preparation** (dtype conversion, missing
-  mask, zeroing missing pixels), the time after is the rest of the
-  **blending** (argmax, code lookup, missing class).
+- its onnxruntime session is wrapped in a timer (:class:`TimedSession`):
+  **inference** is exactly the ``session.run`` time;
+- ``predict_probabilities`` records when the engine enters and leaves it;
+  the time before is **preparation** (missing mask, the float32 copy where
+  nodata or an offset must be written), the time after is **blending**
+  (argmax, class codes, the missing class);
+- inside it, ``_pad_lead`` (reflecting a chunk that starts off the 32 px
+  grid onto it, converting to float32) and ``_window_batch`` (cutting,
+  padding and stacking windows) are timed as **preparation**; the rest
+  (copying each window's core into the result) is **blending**.
 
-Inside ``predict_probabilities``, what is not ``session.run`` is window
-stacking (preparation) plus fading, accumulation and normalisation
-(blending). The stacking is timed by replaying exactly the engine's stacking
-for the same windows (``tile_windows``, ``_pad_to``, ``np.stack``), and
-subtracted. So the split needs no copy of the engine and follows it when it
-changes.
-
-Further measured candidates (each a micro-benchmark on the same chunk's
-arrays, plus the real engine with a different ``window_size``):
-:data:`CANDIDATES`.
+So the split needs no copy of the engine and follows it when it changes.
+The chunk is profiled at the grid phase the benchmark cube gives it, so the
+lead padding is counted as in a real UDF call. A window sweep (the real
+engine with other ``window_size`` values) is recorded beside it.
 """
 
 from __future__ import annotations
@@ -62,61 +60,72 @@ def timed_model(model):
     return clone
 
 
-def _windows(model, height: int, width: int, window=None, batch: int = 4):
-    """The engine's window grid for an image, as ``predict_probabilities`` computes it."""
+def _windows(model, height: int, width: int, window=None) -> tuple:
+    """The engine's window grid for an image on the stride grid: (height, width, number of windows)."""
     window = window or model.window
     multiple = model.size_multiple
     window = max(model.min_tile_size, int(math.ceil(window / multiple) * multiple))
-    win_h, rows = engine.tile_windows(height, window, model.overlap, multiple)
-    win_w, cols = engine.tile_windows(width, window, model.overlap, multiple)
-    win_h, win_w = max(win_h, model.min_tile_size), max(win_w, model.min_tile_size)
-    boxes = [(r, c) for r in rows for c in cols]
-    return win_h, win_w, [boxes[i : i + batch] for i in range(0, len(boxes), batch)]
+    win_h, rows = engine.tile_windows(height, window, 2 * model.overlap, multiple)
+    win_w, cols = engine.tile_windows(width, window, 2 * model.overlap, multiple)
+    return max(win_h, model.min_tile_size), max(win_w, model.min_tile_size), len(rows) * len(cols)
 
 
-def replay_stacking(model, image: np.ndarray) -> float:
-    """Seconds the engine spends cutting, padding and stacking the windows of ``image`` (C, H, W) float32."""
-    _, height, width = image.shape
-    win_h, win_w, groups = _windows(model, height, width)
-    start = time.perf_counter()
-    for group in groups:
-        np.stack([engine._pad_to(image[:, r : r + win_h, c : c + win_w], win_h, win_w) for r, c in group])
-    return time.perf_counter() - start
+class _Probes:
+    """Swap engine functions for timed wrappers while in a ``with`` block; times add up per name."""
+
+    def __init__(self, names):
+        self.names = names
+        self.seconds = dict.fromkeys(names, 0.0)
+        self.marks = {}
+        self._originals = {}
+
+    def _wrap(self, name, function):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            self.marks.setdefault(name + "_enter", start)
+            try:
+                return function(*args, **kwargs)
+            finally:
+                end = time.perf_counter()
+                self.seconds[name] += end - start
+                self.marks[name + "_leave"] = end
+
+        return timed
+
+    def __enter__(self):
+        for name in self.names:
+            self._originals[name] = getattr(engine, name)
+            setattr(engine, name, self._wrap(name, self._originals[name]))
+        return self
+
+    def __exit__(self, *exc):
+        for name, function in self._originals.items():
+            setattr(engine, name, function)
 
 
-def engine_stages(model, dn: np.ndarray) -> dict:
-    """One run of the real ``mask_array`` on (C, H, W) DN, split into stages (seconds)."""
+def engine_stages(model, dn: np.ndarray, origin=(0, 0)) -> dict:
+    """One run of the real ``mask_array`` on (C, H, W) DN at grid ``origin``, split into stages (seconds)."""
     options = engine.parse_context({"model": model.card["id"]})
     timed = timed_model(model)
-    marks = {}
-    original = engine.predict_probabilities
-
-    def probe(*args, **kwargs):
-        marks["enter"] = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            marks["leave"] = time.perf_counter()
-
-    engine.predict_probabilities = probe
-    try:
+    with _Probes(("predict_probabilities", "_pad_lead", "_window_batch")) as probes:
         start = time.perf_counter()
-        engine.mask_array(dn[None], options, timed)
+        engine.mask_array(dn[None], options, timed, origin=origin)
         end = time.perf_counter()
-    finally:
-        engine.predict_probabilities = original
-    stacking = replay_stacking(model, dn.astype(np.float32))
-    inside = marks["leave"] - marks["enter"]
+    marks, sec = probes.marks, probes.seconds
+    inside = sec["predict_probabilities"]
+    windowing = sec["_pad_lead"] + sec["_window_batch"]
     inference = timed.session.seconds
+    before = marks["predict_probabilities_enter"] - start
+    after = end - marks["predict_probabilities_leave"]
     return {
         "total": end - start,
         "inference": inference,
-        "preparation": (marks["enter"] - start) + stacking,
-        "blending": (inside - inference - stacking) + (end - marks["leave"]),
-        "prep_before_windows": marks["enter"] - start,
-        "prep_window_stacking": stacking,
-        "blend_in_windows": inside - inference - stacking,
-        "blend_after_windows": end - marks["leave"],
+        "preparation": before + windowing,
+        "blending": (inside - inference - windowing) + after,
+        "prep_before_windows": before,
+        "prep_window_stacking": windowing,
+        "blend_in_windows": inside - inference - windowing,
+        "blend_after_windows": after,
         "session_calls": timed.session.calls,
     }
 
@@ -128,76 +137,6 @@ def _best_of(function, repeats: int) -> float:
         function()
         times.append(time.perf_counter() - start)
     return min(times)
-
-
-CANDIDATES = {
-    "skip_normalisation_for_classes": (
-        "output 'classes': skip `np.reciprocal(weights)` + `total *= weights` at the end of predict_probabilities "
-        "(argmax is unchanged by a positive per-pixel factor; keep it for 'probabilities'/'cloud_detection'), e.g. "
-        "a `normalise=True` parameter that mask_array sets to `output != 'classes'`"
-    ),
-    "missing_mask_one_pass": (
-        "integer input (the usual uint16 DN): build the missing mask as `(image == 0).any(axis=0)` only; the "
-        "`~np.isfinite(image).all(axis=0)` pass can only be true for float input"
-    ),
-    "argmax_putmask": (
-        "`argmax_classes`: per class `np.greater(probs[k], best, out=better)` into one reused bool buffer and "
-        "`np.putmask(index, better, k)` instead of allocating `probs[k] > best` and `np.copyto(index, k, where=better)`"
-    ),
-    "codes_by_offset": (
-        "class codes: when the card's codes are 1..K in order (they are), `np.add(index, 1, out=index)` instead of "
-        "the fancy-index lookup `codes_lookup[index]`"
-    ),
-    "skip_missing_write": (
-        "`codes[missing] = MISSING` after the argmax: skip when `any_missing` is False, as the other missing "
-        "writes already are"
-    ),
-}
-
-
-def candidate_gains(model, dn: np.ndarray, repeats: int = 5) -> dict:
-    """Seconds each candidate change saves on this chunk (micro-benchmarks of the exact operations removed)."""
-    k = len(model.class_codes)
-    _, height, width = dn.shape
-    rng = np.random.default_rng(0)
-    total = rng.random((k, height, width), dtype=np.float32)
-    weights = rng.random((height, width), dtype=np.float32) + 0.5
-    image = dn.astype(np.float32)
-    missing = np.zeros((height, width), dtype=bool)
-    codes = np.ones((height, width), dtype=np.uint8)
-
-    def normalise():
-        w = weights.copy()
-        np.reciprocal(w, out=w)
-        np.multiply(total, w, out=total)
-
-    def argmax_putmask(probs):
-        best = probs[0].copy()
-        index = np.zeros(best.shape, dtype=np.uint8)
-        better = np.empty(best.shape, dtype=bool)
-        for j in range(1, probs.shape[0]):
-            np.greater(probs[j], best, out=better)
-            np.maximum(best, probs[j], out=best)
-            np.putmask(index, better, j)
-        return index
-
-    if not np.array_equal(argmax_putmask(total), engine.argmax_classes(total)):
-        raise AssertionError("argmax_putmask disagrees with the engine's argmax_classes")
-    index = engine.argmax_classes(total)
-    lookup = np.asarray(model.class_codes, dtype=np.uint8)
-
-    copy_cost = _best_of(lambda: weights.copy(), repeats)
-    return {
-        "argmax_putmask": max(0.0, _best_of(lambda: engine.argmax_classes(total), repeats)
-                              - _best_of(lambda: argmax_putmask(total), repeats)),
-        "codes_by_offset": max(0.0, _best_of(lambda: lookup[index], repeats)
-                               - _best_of(lambda: np.add(index, 1, out=index.copy()), repeats)
-                               + _best_of(lambda: index.copy(), repeats)),
-        "skip_normalisation_for_classes": max(0.0, _best_of(normalise, repeats) - copy_cost),
-        "missing_mask_one_pass": max(0.0, _best_of(lambda: ~np.isfinite(image).all(axis=0) | (image == 0).any(axis=0),
-                                                   repeats) - _best_of(lambda: (image == 0).any(axis=0), repeats)),
-        "skip_missing_write": _best_of(lambda: codes.__setitem__(missing, 5), repeats),
-    }
 
 
 def window_sweep(model, dn: np.ndarray, windows, repeats: int = 3) -> list:
@@ -222,8 +161,7 @@ def window_sweep(model, dn: np.ndarray, windows, repeats: int = 3) -> list:
             start = time.perf_counter()
             engine.mask_array(dn[None], options, timed)
             times.append(time.perf_counter() - start)
-        win_h, win_w, groups = _windows(model, height, width, window)
-        count = sum(len(g) for g in groups)
+        win_h, win_w, count = _windows(model, height, width, window)
         rows.append({
             "window_size": window or model.window,
             "windows": count,
@@ -248,23 +186,20 @@ def _sweep_windows(model, chunk: int) -> list:
     return windows
 
 
-def profile_chunk(model, dn: np.ndarray, repeats: int = 3) -> dict:
-    """Stage shares of the real engine for one (4, H, W) DN chunk (medians over ``repeats``), and candidates."""
+def profile_chunk(model, dn: np.ndarray, repeats: int = 3, origin=(0, 0)) -> dict:
+    """Stage shares of the real engine for one (4, H, W) DN chunk at grid ``origin`` (medians over ``repeats``)."""
     options = engine.parse_context({"model": model.card["id"]})
-    engine.mask_array(dn[None], options, model)  # warm-up
-    runs = [engine_stages(model, dn) for _ in range(repeats)]
+    engine.mask_array(dn[None], options, model, origin=origin)  # warm-up
+    runs = [engine_stages(model, dn, origin) for _ in range(repeats)]
     med = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
     stages = ("preparation", "inference", "blending")
     covered = sum(med[s] for s in stages)
-    gains = candidate_gains(model, dn)
     return {
         "chunk": list(dn.shape),
         "repeats": repeats,
         "seconds": med,
         "shares": {s: med[s] / covered for s in stages},
         "engine_inference_share": med["inference"] / med["total"],
-        "candidates": CANDIDATES,
-        "candidate_gain_s": gains,
-        "candidate_gain_share_of_chunk": {name: gain / med["total"] for name, gain in gains.items()},
+        "origin": list(origin),
         "window_sweep": window_sweep(model, dn, _sweep_windows(model, dn.shape[1]), repeats),
     }

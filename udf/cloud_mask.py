@@ -423,6 +423,14 @@ def _pad_to(block: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.pad(block, pad, mode=mode)
 
 
+def _window_batch(dn: np.ndarray, corners: list, height: int, width: int) -> np.ndarray:
+    """The float32 model input (N, C, height, width) for the windows at ``corners`` (row, column) of ``dn``."""
+    if len(corners) == 1 and corners[0] == (0, 0):
+        return _pad_to(dn, height, width).astype(np.float32, copy=False)[None]
+    stack = np.stack([_pad_to(dn[:, r : r + height, c : c + width], height, width) for r, c in corners])
+    return stack.astype(np.float32, copy=False)
+
+
 def predict_probabilities(
     model: CloudMaskModel, dn: np.ndarray, window=None, overlap=None, batch: int = 4, origin=(0, 0)
 ):
@@ -461,8 +469,8 @@ def predict_probabilities(
     win_h, win_w = max(win_h, model.min_tile_size), max(win_w, model.min_tile_size)
 
     if len(rows) == 1 and len(cols) == 1:  # one window: its output is the answer
-        padded = _pad_to(dn, win_h, win_w).astype(np.float32, copy=False)[None]
-        return model.session.run([model.output_name], {model.input_name: padded})[0][0, :, :height, :width]
+        batch_input = _window_batch(dn, [(0, 0)], win_h, win_w)
+        return model.session.run([model.output_name], {model.input_name: batch_input})[0][0, :, :height, :width]
 
     total = np.empty((len(model.class_codes), height, width), dtype=np.float32)
     boxes = [
@@ -472,9 +480,8 @@ def predict_probabilities(
     ]
     for first in range(0, len(boxes), batch):
         group = boxes[first : first + batch]
-        stack = np.stack([_pad_to(dn[:, r : r + win_h, c : c + win_w], win_h, win_w) for r, c, _, _ in group])
-        stack = stack.astype(np.float32, copy=False)
-        probs = model.session.run([model.output_name], {model.input_name: stack})[0]
+        batch_input = _window_batch(dn, [(r, c) for r, c, _, _ in group], win_h, win_w)
+        probs = model.session.run([model.output_name], {model.input_name: batch_input})[0]
         for (r, c, (y0, y1), (x0, x1)), p in zip(group, probs):
             total[:, y0:y1, x0:x1] = p[:, y0 - r : y1 - r, x0 - c : x1 - c]
     return total
