@@ -668,10 +668,11 @@ def check_cube(cube: xr.DataArray, options: dict, model: CloudMaskModel) -> xr.D
 
 
 def _check_scaling(dn: np.ndarray) -> None:
-    valid = dn[np.isfinite(dn) & (dn != 0)]
-    if valid.size and float(valid.max()) <= 2.0:
+    """Reject reflectance 0..1 where DN are expected: one NaN-skipping max over the values, no copies."""
+    top = float(np.fmax.reduce(dn, axis=None)) if dn.size else 0.0
+    if 0.0 < top <= 2.0:  # (all 0 / NaN is not an error: those pixels are "missing")
         raise InvalidInputError(
-            f"values look like reflectance 0..1 (max {float(valid.max()):.3f}), not digital numbers: "
+            f"values look like reflectance 0..1 (max {top:.3f}), not digital numbers: "
             f"multiply the cube by 10000 (openEO: linear_scale_range or a multiply in apply)"
         )
 
