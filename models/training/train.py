@@ -32,7 +32,7 @@ from openeo_cloudmask.models.training.teacher import TEACHER_DESCRIPTION, member
 CONFIG_PATH = Path(__file__).resolve().parent / "config.json"
 
 DEFAULT_CONFIG = {
-    "version": "1.0.0",
+    "version": "1.1.0",
     "seed": 20260101,
     "max_steps": 3200,
     "widths": [24, 32, 48, 64],
