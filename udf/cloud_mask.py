@@ -664,7 +664,8 @@ def check_cube(cube: xr.DataArray, options: dict, model: CloudMaskModel) -> xr.D
             f"cube dtype {cube.dtype} is not supported: pass digital numbers (reflectance x 10000) as an int or float type"
         )
     order = [d for d in ("t", "bands", "y", "x") if d in dims]
-    return cube.sel(bands=model.bands).transpose(*order)
+    selected = cube if present == list(model.bands) else cube.sel(bands=model.bands)  # sel copies: skip if exact
+    return selected.transpose(*order)
 
 
 def _check_scaling(dn: np.ndarray) -> None:
