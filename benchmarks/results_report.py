@@ -353,7 +353,7 @@ def _profile_md(results: dict) -> list:
         f"## 5. Where the time goes: one {p['chunk'][1]}×{p['chunk'][2]} chunk",
         "",
         f"The real engine (`mask_array`, output classes), unchanged, with timers around `session.run`, "
-        f"`predict_probabilities`, `_pad_lead` and `_window_batch` (`benchmarks/stage_profile.py`). The chunk sits "
+        f"`predict_probabilities` and `_window_input` (`benchmarks/stage_profile.py`). The chunk sits "
         f"at the benchmark cube's grid phase {tuple(p.get('origin', (0, 0)))} (its x starts 16 px off the 32 px "
         f"grid, so the lead padding is counted). Median of {p['repeats']} runs: {_f(sec['total'], 3)} s, "
         f"{sec['session_calls']:.0f} `session.run` calls.",
@@ -361,8 +361,8 @@ def _profile_md(results: dict) -> list:
         "| stage | what | s | share |",
         "|---|---|---|---|",
         f"| preparation | missing mask, float32 copy where nodata or an offset is written "
-        f"({_f(sec['prep_before_windows'], 3)} s); lead padding onto the grid, float32 conversion, window "
-        f"stacking ({_f(sec['prep_window_stacking'], 3)} s) | {_f(sec['preparation'], 3)} | "
+        f"({_f(sec['prep_before_windows'], 3)} s); cutting the window, float32 conversion and reflection onto "
+        f"the 32 px grid, one copy ({_f(sec['prep_window_stacking'], 3)} s) | {_f(sec['preparation'], 3)} | "
         f"{_pct(shares['preparation'])} |",
         f"| inference | `session.run` | {_f(sec['inference'], 3)} | {_pct(shares['inference'])} |",
         f"| blending | copying window cores into the result ({_f(sec['blend_in_windows'], 3)} s); argmax, class "

@@ -10,10 +10,10 @@ duration of the call, the way a profiler hooks them):
   the time before is **preparation** (missing mask, the float32 copy where
   nodata or an offset must be written), the time after is **blending**
   (argmax, class codes, the missing class);
-- inside it, ``_pad_lead`` (reflecting a chunk that starts off the 32 px
-  grid onto it, converting to float32) and ``_window_batch`` (cutting,
-  padding and stacking windows) are timed as **preparation**; the rest
-  (copying each window's core into the result) is **blending**.
+- inside it, ``_window_input`` (cutting each window, converting it to
+  float32 and reflecting it onto the 32 px grid and past the image's end,
+  in one copy) is timed as **preparation**; the rest (copying each window's
+  core into the result) is **blending**.
 
 So the split needs no copy of the engine and follows it when it changes.
 The chunk is profiled at the grid phase the benchmark cube gives it, so the
@@ -80,15 +80,20 @@ class _Probes:
         self._originals = {}
 
     def _wrap(self, name, function):
-        def timed(*args, **kwargs):
+        depth = [0]
+
+        def timed(*args, **kwargs):  # outermost calls only: predict_probabilities calls itself for the lead
+            depth[0] += 1
             start = time.perf_counter()
             self.marks.setdefault(name + "_enter", start)
             try:
                 return function(*args, **kwargs)
             finally:
-                end = time.perf_counter()
-                self.seconds[name] += end - start
-                self.marks[name + "_leave"] = end
+                depth[0] -= 1
+                if not depth[0]:
+                    end = time.perf_counter()
+                    self.seconds[name] += end - start
+                    self.marks[name + "_leave"] = end
 
         return timed
 
@@ -107,13 +112,13 @@ def engine_stages(model, dn: np.ndarray, origin=(0, 0)) -> dict:
     """One run of the real ``mask_array`` on (C, H, W) DN at grid ``origin``, split into stages (seconds)."""
     options = engine.parse_context({"model": model.card["id"]})
     timed = timed_model(model)
-    with _Probes(("predict_probabilities", "_pad_lead", "_window_batch")) as probes:
+    with _Probes(("predict_probabilities", "_window_input")) as probes:
         start = time.perf_counter()
         engine.mask_array(dn[None], options, timed, origin=origin)
         end = time.perf_counter()
     marks, sec = probes.marks, probes.seconds
     inside = sec["predict_probabilities"]
-    windowing = sec["_pad_lead"] + sec["_window_batch"]
+    windowing = sec["_window_input"]
     inference = timed.session.seconds
     before = marks["predict_probabilities_enter"] - start
     after = end - marks["predict_probabilities_leave"]

@@ -298,3 +298,22 @@ def test_grid_phase_of_a_chunk_is_its_offset_in_the_scene(first, spacing):
     coords = spacing * (first + 40_001 + np.arange(64))
     for offset in range(8):  # odd offsets too: round() would send x.5 to the even neighbour
         assert grid_phase(coords[offset:]) == grid_phase(coords) + offset
+
+
+@pytest.mark.parametrize("shape,lead,corner,size", [
+    ((4, 70, 90), (0, 0), (0, 0), (96, 96)),     # padded past the end only
+    ((4, 70, 90), (5, 31), (0, 0), (96, 128)),   # the lead before, and past the end
+    ((4, 200, 150), (7, 3), (64, 32), (96, 96)),  # an interior window: a plain cut
+    ((4, 200, 150), (7, 3), (128, 96), (96, 64)),  # the last window, hanging over the end
+    ((4, 3, 2), (5, 6), (0, 0), (16, 16)),       # smaller than its padding: numpy's own padding
+])
+def test_window_input_is_the_reflected_image_cut(shape, lead, corner, size):
+    from openeo_cloudmask.udf.cloud_mask import _pad_lead, _pad_to, _window_input
+
+    dn = np.random.default_rng(1).integers(1, 10_000, shape).astype(np.uint16)
+    (r, c), (h, w) = corner, size
+    whole = _pad_lead(dn, *lead)
+    whole = _pad_to(whole, max(whole.shape[1], r + h), max(whole.shape[2], c + w))
+    got = _window_input(dn, *lead, r, c, h, w)
+    assert got.dtype == np.float32 and got.shape == (1, 4, h, w)
+    np.testing.assert_array_equal(got[0], whole[:, r : r + h, c : c + w])
