@@ -86,3 +86,42 @@ def dask_runner(client, dn: np.ndarray, model_id: str, model_dir, workers: int, 
         return cloud_mask(cube, model=model_id, model_dir=model_dir).values
 
     return run, setup
+
+
+def _worker_rss_kib() -> int:
+    from benchmarks.memory_probe import _status_kib
+
+    return _status_kib("VmRSS")
+
+
+def _worker_peak_kib() -> int:
+    from benchmarks.memory_probe import _status_kib
+
+    return _status_kib("VmHWM")
+
+
+def _worker_reset_peak() -> bool:
+    from benchmarks.memory_probe import _reset_peak
+
+    return _reset_peak()
+
+
+def worker_memory(dn: np.ndarray, model_id: str, model_dir, chunk: int) -> dict:
+    """Peak memory of the worker of a fresh 1-worker cluster that masks the scene ``dn`` in ``chunk`` px chunks.
+
+    The idle worker's RSS is read and its peak-RSS counter reset
+    (``/proc/self/clear_refs``); then the scene is persisted on it and
+    masked twice (the first run loads the model). Working memory = peak RSS
+    minus the idle RSS minus the persisted scene (which a backend would not
+    hold whole): the model, onnxruntime's buffers and the chunks in flight.
+    """
+    with local_cluster(1) as client:
+        (idle,) = client.run(_worker_rss_kib).values()
+        (reset,) = client.run(_worker_reset_peak).values()
+        run, _ = dask_runner(client, dn, model_id, model_dir, 1, chunk)
+        run()
+        run()
+        (peak,) = client.run(_worker_peak_kib).values()
+    scene_mib = dn.nbytes / 2**20
+    return {"scene": int(dn.shape[1]), "chunk": chunk, "peak_counter_reset": bool(reset), "idle_mib": idle / 1024,
+            "peak_mib": peak / 1024, "scene_mib": scene_mib, "working_mib": (peak - idle) / 1024 - scene_mib}

@@ -67,6 +67,9 @@ class Plan:
     dask_workers: tuple
     dask_chunk: int
     dask_scene: int
+    #: Scenes for the Dask worker's working memory, all in chunks of worker_memory_chunk px.
+    worker_memory_scenes: tuple
+    worker_memory_chunk: int
     profile_chunk: int
     profile_repeats: int
     variant_chips: int
@@ -80,12 +83,14 @@ FULL = Plan(
     scene=2048, peer_scene=1024, repeats=5, slow_repeats=3,
     memory_scene=4096, memory_chunks=(512, 1024, 2048, 4096), memory_scene_series=(1024, 2048, 4096),
     memory_series_chunk=512, scaling_sizes=(1024, 2048, 4096), dask_workers=(1, 2), dask_chunk=0, dask_scene=4096,
+    worker_memory_scenes=(2048, 4096), worker_memory_chunk=512,
     profile_chunk=2048, profile_repeats=3, variant_chips=6,
 )
 SMOKE = Plan(
     scene=256, peer_scene=128, repeats=1, slow_repeats=1,
     memory_scene=256, memory_chunks=(128, 256), memory_scene_series=(256,),
     memory_series_chunk=128, scaling_sizes=(128, 256), dask_workers=(1,), dask_chunk=128, dask_scene=256,
+    worker_memory_scenes=(256,), worker_memory_chunk=128,
     profile_chunk=256, profile_repeats=1, variant_chips=2, accuracy_crop=128, accuracy_chips=1,
 )
 
@@ -214,7 +219,13 @@ def dask_section(plan: Plan, model_id: str, model_dir) -> dict:
         rate = mpx_per_s(plan.dask_scene * plan.dask_scene, timing["median_s"])
         rows.append({**setup, **timing, "mpx_per_s": rate, "overhead_vs_engine": engine_rate / rate - 1,
                      "output_shape": list(check.shape)})
+    memory = []
+    for size in plan.worker_memory_scenes:
+        _log(f"dask: worker memory, scene {size}, chunk {plan.worker_memory_chunk} (fresh cluster)")
+        scene, _ = benchmark_scenes.four_band_scene(size)
+        memory.append(dask_rows.worker_memory(scene, model_id, model_dir, plan.worker_memory_chunk))
     return {
+        "worker_memory": memory,
         "implementation": rows[0]["implementation"] if rows else "",
         "scene": plan.dask_scene,
         "engine_same_scene": {**engine_timing, "mpx_per_s": engine_rate},
