@@ -591,12 +591,12 @@ def mask_array(
             if np.issubdtype(dn.dtype, np.floating):  # integers cannot be NaN
                 missing |= ~np.isfinite(image).all(axis=0)
         any_missing = bool(missing.any())
-        if offset or any_missing:  # changed below: work on a float32 copy (else converted where padded)
-            image = image.astype(np.float32, copy=True)
         if any_missing and missing.all():
             probs = np.zeros((len(model.class_codes), height, width), dtype=np.float32)
             probs[model.class_codes.index(MISSING)] = 1.0
         else:
+            if offset or any_missing:  # written below: a float32 copy (else converted as each window is cut)
+                image = image.astype(np.float32, copy=True)
             if offset:
                 np.subtract(image, offset, out=image)
                 np.maximum(image, 1.0, out=image)
