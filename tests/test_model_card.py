@@ -113,3 +113,9 @@ def test_invalid_card_names_the_file(model_copy):
     _edit(model_copy, lambda raw: raw["tiling"].update(recommended_window=500))
     with pytest.raises(ModelCardError, match=str(model_copy.name)):
         load_model_card(model_copy)
+
+
+def test_overlap_that_cannot_cover_the_receptive_field_is_rejected(model_copy):
+    _edit(model_copy, lambda raw: raw["tiling"].update(recommended_overlap=128, recommended_chunk=512))
+    with pytest.raises(ModelCardError, match="recommended_overlap 128 cannot cover the receptive field"):
+        load_model_card(model_copy)

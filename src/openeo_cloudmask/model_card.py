@@ -98,7 +98,10 @@ class TilingSpec(_Strict):
         gt=0, description="largest window the engine runs in one piece; larger chunks are cut into such windows"
     )
     recommended_overlap: int = Field(
-        ge=0, description="overlap between the engine's windows, and the halo (apply_neighborhood overlap) of chunked runs"
+        ge=0,
+        description="context the engine keeps on every side a window shares with a neighbour (neighbours share "
+        "2 x this), and the halo (apply_neighborhood overlap) of chunked runs; when it covers the receptive field's "
+        "reach, every chunking gives bit-identical results",
     )
     recommended_chunk: int = Field(
         512,
@@ -113,6 +116,11 @@ class TilingSpec(_Strict):
                 raise ValueError(f"{name} must be a multiple of size_multiple={self.size_multiple}")
         if self.recommended_window < self.min_tile_size:
             raise ValueError("recommended_window must be >= min_tile_size")
+        if 2 * self.recommended_overlap < self.receptive_field_px:
+            raise ValueError(
+                f"recommended_overlap {self.recommended_overlap} cannot cover the receptive field "
+                f"({self.receptive_field_px} px wide): chunk borders would change the answer"
+            )
         if 2 * self.recommended_overlap >= self.recommended_window:
             raise ValueError("recommended_overlap must be less than half the recommended_window")
         if self.recommended_chunk + 2 * self.recommended_overlap > self.recommended_window:
