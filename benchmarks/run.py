@@ -252,25 +252,10 @@ def _loglog_slope(xs, ys) -> float:
     return float(slope)
 
 
-class _CountingSession:
-    """Wraps an onnxruntime session; counts the pixels it is given (windows overlap, so more than the scene's)."""
-
-    def __init__(self, session):
-        self._session, self.pixels = session, 0
-
-    def run(self, outputs, feeds):
-        batch = next(iter(feeds.values()))
-        self.pixels += batch.shape[0] * batch.shape[2] * batch.shape[3]
-        return self._session.run(outputs, feeds)
-
-    def __getattr__(self, name):
-        return getattr(self._session, name)
-
-
 def inferred_pixels(method, cube, model_id: str, model_dir) -> int:
     """Pixels the engine puts through the network for ``cube`` (one extra, untimed run with a counting session)."""
     model = engine.load_model(model_id, None if model_dir is None else str(model_dir))
-    original, model.session = model.session, _CountingSession(model.session)
+    original, model.session = model.session, stage_profile.TimedSession(model.session)
     try:
         method.run(cube)
         return model.session.pixels

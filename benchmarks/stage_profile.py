@@ -34,20 +34,23 @@ from openeo_cloudmask.udf import cloud_mask as engine
 
 
 class TimedSession:
-    """Wraps an onnxruntime session; adds the wall time of every ``run`` to ``seconds``."""
+    """Wraps an onnxruntime session; adds up the wall time of every ``run`` and the pixels fed to it."""
 
     def __init__(self, session):
         self._session = session
         self.seconds = 0.0
         self.calls = 0
+        self.pixels = 0  # windows overlap, so more than the image has
 
-    def run(self, *args, **kwargs):
+    def run(self, outputs, feeds, *args, **kwargs):
+        batch = next(iter(feeds.values()))
         start = time.perf_counter()
         try:
-            return self._session.run(*args, **kwargs)
+            return self._session.run(outputs, feeds, *args, **kwargs)
         finally:
             self.seconds += time.perf_counter() - start
             self.calls += 1
+            self.pixels += batch.shape[0] * batch.shape[2] * batch.shape[3]
 
     def __getattr__(self, name):
         return getattr(self._session, name)
