@@ -9,9 +9,13 @@ import pytest
 from openeo_cloudmask.models.training import scenes
 from openeo_cloudmask.models.training.synthetic import (
     CLOUD_KINDS,
+    SEMI,
+    SEMI_ALBEDO,
+    SURFACE_SPECTRA,
     demo_scene,
     fractal_noise,
     procedural_background,
+    semi_threshold,
     synthesize,
 )
 from openeo_cloudmask.models.training.teacher import membership_targets, ukis_classes_as_ours
@@ -41,6 +45,22 @@ def test_synthetic_labels_are_exact():
     assert refl[3, label == 2].mean() < refl[3, label == 1].mean()
 
 
+def _uniform_surface(name: str, size: int = 96) -> np.ndarray:
+    return np.broadcast_to(np.asarray(SURFACE_SPECTRA[name], np.float32)[:, None, None], (4, size, size)).copy()
+
+
+def test_thin_cloud_is_labelled_where_it_is_visible():
+    # the same haze (same seed, so the same thickness field) over open water and over vegetation
+    options = {"kinds": ["haze"], "nodata": False}
+    _, over_water = synthesize(_uniform_surface("water"), np.random.default_rng(4), margin=16, options=options)
+    _, over_land = synthesize(_uniform_surface("vegetation"), np.random.default_rng(4), margin=16, options=options)
+    semi_water, semi_land = over_water == SEMI, over_land == SEMI
+    assert np.all(semi_water[semi_land])  # visible over land -> visible over water
+    assert semi_water.mean() > semi_land.mean() + 0.05  # and more of it is visible over water (0.36 vs 0.27)
+    assert semi_threshold(_uniform_surface("water", 2)).max() < 0.03  # A = 0.03 doubles water's brightness
+    assert np.all(semi_threshold(_uniform_surface("soil", 2)) == SEMI_ALBEDO)  # bright land: unchanged
+
+
 @pytest.mark.parametrize("kind", CLOUD_KINDS)
 def test_every_cloud_kind_builds(kind):
     rng = np.random.default_rng(5)
@@ -68,6 +88,17 @@ def test_teacher_mapping_uses_set_labels():
     assert weight[0, 0] == pytest.approx(0.95**2) and weight[1, 1] == 1.0
     codes = ukis_classes_as_ours(np.array([[0, 1], [2, 1]]), nodata)
     assert codes.tolist() == [[1, 4], [2, 5]]
+
+
+def test_unknown_config_override_is_refused_with_the_valid_keys(monkeypatch, tmp_path, capsys):
+    from openeo_cloudmask.models.training import train
+
+    monkeypatch.setenv(scenes.DATA_ENV, str(tmp_path))  # a data folder that exists, so the override is checked
+    with pytest.raises(SystemExit) as info:
+        train.main(["--set", "synthetic_fractoin=0.3", "--out", str(tmp_path)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'synthetic_fractoin'" in err and "synthetic_fraction" in err
 
 
 def test_missing_data_folder_gives_one_clear_line(monkeypatch, tmp_path):

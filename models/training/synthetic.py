@@ -14,8 +14,12 @@ B04 B08) into a cloudy image and its exact label (codes 1..5):
   (clouds are nearly grey, thin ice cloud slightly bluer) and by a textured
   "brightness" for cloud-top relief, so thin cloud is partial transmission,
   not a white paint.
-* **Labels**: cloud (4) where A >= 0.5, semi-transparent (3) where
-  0.07 <= A < 0.5, so the surface still shows through; below that clear.
+* **Labels**: cloud (4) where A >= 0.5, semi-transparent (3) where the
+  layer is visible but the surface still shows through: A < 0.5 and A at
+  least 0.07, or, over dark surfaces, at least 0.6 x the surface's mean
+  reflectance (never below 0.02). Visibility is contrast: a layer of
+  A = 0.03 doubles the brightness of open water and is plain to see, while
+  over bright land it is lost in the surface's own texture. Below that clear.
 * **Shadows**: the thickness field is shifted along the sun azimuth by
   cloud height / tan(sun elevation), clamped to the crop's margin. The surface
   keeps a band-dependent diffuse-light floor d (blue most, NIR least):
@@ -35,8 +39,14 @@ import numpy as np
 CLEAR, SHADOW, SEMI, CLOUD, MISSING = 1, 2, 3, 4, 5
 CLOUD_ALBEDO = 0.5
 SEMI_ALBEDO = 0.07
+#: Over dark surfaces a thinner layer is visible: semi-transparent from SEMI_CONTRAST x the mean surface
+#: reflectance (Weber contrast), never below SEMI_ALBEDO_MIN (about twice the sensor noise).
+SEMI_CONTRAST = 0.6
+SEMI_ALBEDO_MIN = 0.02
 SHADOW_DARKENING = 0.35
 ALBEDO_TAU = 6.5
+#: Share of procedural backgrounds dominated by one surface type.
+DOMINANT_COVER_PROBABILITY = 0.3
 CLOUD_KINDS = ("cumulus", "stratus", "fragmented", "cirrus", "haze")
 
 #: Typical surface reflectance spectra (B02, B03, B04, B08) for procedural backgrounds.
@@ -96,12 +106,19 @@ def procedural_background(rng: np.random.Generator, size: int) -> np.ndarray:
     names = list(SURFACE_SPECTRA)
     chosen = rng.choice(len(names), size=rng.integers(2, 5), replace=False)
     logits = np.stack([fractal_noise(rng, (size, size), rng.uniform(2.0, 3.5)) * rng.uniform(2, 6) for _ in chosen])
+    if rng.random() < DOMINANT_COVER_PROBABILITY:  # a landscape mostly of one cover: open sea, desert, forest
+        logits[rng.integers(len(chosen))] += rng.uniform(3.0, 8.0)
     weights = np.exp(logits - logits.max(axis=0))
     weights /= weights.sum(axis=0)
     spectra = np.array([SURFACE_SPECTRA[names[i]] for i in chosen], dtype=np.float32)
     surface = np.einsum("kb,khw->bhw", spectra * rng.uniform(0.8, 1.2, spectra.shape), weights)
     texture = 1.0 + 0.15 * fractal_noise(rng, (size, size), 1.5)
     return np.clip(surface * texture, 0.001, 1.0).astype(np.float32)
+
+
+def semi_threshold(surface: np.ndarray, semi_albedo: float = SEMI_ALBEDO) -> np.ndarray:
+    """Per-pixel cloud albedo from which a layer over ``surface`` (4, H, W) reflectance is labelled visible."""
+    return np.clip(SEMI_CONTRAST * surface.mean(axis=0), min(SEMI_ALBEDO_MIN, semi_albedo), semi_albedo)
 
 
 def nodata_border(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -118,7 +135,8 @@ def synthesize(background: np.ndarray, rng: np.random.Generator, margin: int = 6
     ``margin``: the cloud field is drawn on a canvas this much larger on every
     side, so shadows can come from clouds outside the crop (and clouds can have
     shadows outside it). ``options`` can force ``kinds`` (list of cloud kinds),
-    ``nodata`` (bool), ``shadow_px`` (shadow distance) for tests.
+    ``nodata`` (bool), ``shadow_px`` (shadow distance) for tests, and ``semi_albedo`` (the albedo from
+    which a layer over a bright surface counts as semi-transparent cloud).
     """
     options = options or {}
     _, size, _ = background.shape
@@ -160,7 +178,7 @@ def synthesize(background: np.ndarray, rng: np.random.Generator, margin: int = 6
 
     label = np.full((size, size), CLEAR, np.uint8)
     label[(darkening_nir >= SHADOW_DARKENING)] = SHADOW
-    label[albedo >= SEMI_ALBEDO] = SEMI
+    label[albedo >= semi_threshold(surface, options.get("semi_albedo", SEMI_ALBEDO))] = SEMI
     label[albedo >= CLOUD_ALBEDO] = CLOUD
 
     # sensor and processing variety

@@ -108,10 +108,10 @@ def ukis_classes_as_ours(ukis_class: np.ndarray, nodata: np.ndarray) -> np.ndarr
     return ours
 
 
-def membership_targets(probs: np.ndarray, nodata: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def membership_targets(probs: np.ndarray, nodata: np.ndarray, power: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
     """Set-label targets for the loss: membership (5, H, W) bool over codes 1..5 and a weight (H, W).
 
-    Codes map to channels 0..4. Weight = confidence squared; nodata pixels get
+    Codes map to channels 0..4. Weight = confidence ** power (squared by default); nodata pixels get
     membership {5} and weight 1.
     """
     winner = np.argmax(probs, axis=0)
@@ -122,6 +122,6 @@ def membership_targets(probs: np.ndarray, nodata: np.ndarray) -> tuple[np.ndarra
             member[code - 1] |= winner == ukis_class
     member[:, nodata] = False
     member[4, nodata] = True
-    weight = (confidence**2).astype(np.float32)
+    weight = (confidence**power).astype(np.float32)
     weight[nodata] = 1.0
     return member, weight

@@ -26,13 +26,13 @@ import numpy as np
 
 from openeo_cloudmask.models.training import scenes as scene_io
 from openeo_cloudmask.models.training.card import CARD_PATH, MODEL_ID, ONNX_PATH, build_card, write_card
-from openeo_cloudmask.models.training.synthetic import downsample, procedural_background, synthesize
+from openeo_cloudmask.models.training.synthetic import SEMI_ALBEDO, downsample, procedural_background, synthesize
 from openeo_cloudmask.models.training.teacher import TEACHER_DESCRIPTION, membership_targets, teacher_probabilities
 
 CONFIG_PATH = Path(__file__).resolve().parent / "config.json"
 
 DEFAULT_CONFIG = {
-    "version": "1.1.0",
+    "version": "1.2.0",
     "seed": 20260101,
     "max_steps": 3200,
     "widths": [24, 32, 48, 64],
@@ -43,8 +43,14 @@ DEFAULT_CONFIG = {
     "lr": 3e-3,
     "weight_decay": 1e-4,
     "warmup_steps": 60,
-    "synthetic_class_weights": {"1": 1.0, "2": 1.0, "3": 1.2, "4": 1.0, "5": 0.5},
+    "synthetic_class_weights": {"1": 1.0, "2": 1.0, "3": 1.0, "4": 1.2, "5": 0.5},
+    # a layer over a bright surface is labelled semi-transparent cloud from this albedo (see synthetic.py)
+    "synthetic_semi_albedo": SEMI_ALBEDO,
+    # the exported weights are an exponential moving average of the trained ones (steadier across seeds)
+    "ema_decay": 0.999,
     "teacher_shadow_weight": 1.0,
+    # teacher pixels weigh (ensemble confidence) ** this in the loss
+    "teacher_confidence_power": 2.0,
     "scale_probabilities": {"1": 0.65, "2": 0.25, "3": 0.10},
     "teacher_scale_probabilities": {"1": 0.75, "2": 0.25},
     "background_sources": {"wright_clear": 0.35, "teacher_clear_crops": 0.35, "procedural": 0.30},
@@ -60,7 +66,7 @@ DEFAULT_CONFIG = {
     "recommended_chunk": 512,
     "min_tile_size": 64,
     # the torch weights stay outside the repository (only the ONNX file ships)
-    "checkpoint": "/tmp/openeo_cloudmask_checkpoint.pt",
+    "checkpoint": "/tmp/openeo_cloudmask_checkpoint_seed{seed}.pt",
 }
 
 
@@ -123,7 +129,8 @@ class Sampler:
         background = downsample(background, factor) * rng.uniform(0.85, 1.15, (4, 1, 1))
         background = background * rng.uniform(*cfg["background_brightness"])
         background = np.clip(background, 0.0005, 1.2).astype(np.float32)
-        dn, label = synthesize(background, rng, margin=cfg["synthetic_margin"], options={"pixel_m": 10.0 * factor})
+        options = {"pixel_m": 10.0 * factor, "semi_albedo": cfg.get("synthetic_semi_albedo", SEMI_ALBEDO)}
+        dn, label = synthesize(background, rng, margin=cfg["synthetic_margin"], options=options)
         member = np.zeros((5,) + label.shape, dtype=bool)
         for code in range(1, 6):
             member[code - 1] = label == code
@@ -144,7 +151,7 @@ class Sampler:
         dn = dn * rng.uniform(0.95, 1.05, (4, 1, 1)) + rng.uniform(-40, 40, (4, 1, 1))
         dn = np.clip(dn, 1.0, 30000.0).astype(np.float32)
         dn[:, nodata] = 0.0
-        member, weight = membership_targets(pr, nodata)
+        member, weight = membership_targets(pr, nodata, cfg.get("teacher_confidence_power", 2.0))
         weight = np.where(member[1], weight * cfg["teacher_shadow_weight"], weight).astype(np.float32)
         return dn, member, weight
 
@@ -197,6 +204,9 @@ def train(config: dict, out_dir: Path, log=print) -> dict:
 
     model = build_network(config)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
+    average = torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config["ema_decay"]), use_buffers=True
+    )
     start, losses = time.time(), []
     for step in range(config["max_steps"]):
         progress = step / config["max_steps"]
@@ -209,13 +219,15 @@ def train(config: dict, out_dir: Path, log=print) -> dict:
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
+        average.update_parameters(model)
         losses.append(loss.item())
         if (step + 1) % 50 == 0:
             log(f"step {step + 1} {(time.time() - start) / 60:.1f} min lr {lr:.2e} loss {np.mean(losses[-50:]):.4f}")
     step = config["max_steps"]
     minutes = (time.time() - start) / 60.0
     log(f"trained {step} steps in {minutes:.1f} min")
-    torch.save(model.state_dict(), Path(config["checkpoint"]))
+    model = average.module
+    torch.save(model.state_dict(), Path(config["checkpoint"].format(seed=config["seed"])))
     return finish(model, config, out_dir, step, minutes, float(np.mean(losses[-200:])), log)
 
 
@@ -266,10 +278,18 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Train the cloud-mask model (defaults reproduce the shipped model).")
     parser.add_argument("--steps", type=int, default=DEFAULT_CONFIG["max_steps"], help="optimiser steps (the budget)")
     parser.add_argument("--seed", type=int, default=DEFAULT_CONFIG["seed"])
+    parser.add_argument("--threads", type=int, default=DEFAULT_CONFIG["torch_threads"], help="torch CPU threads")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                        help='override one DEFAULT_CONFIG entry for an experiment, e.g. --set synthetic_fraction=0.3')
     parser.add_argument("--out", type=Path, default=ONNX_PATH.parent, help="folder for the ONNX file and card")
     args = parser.parse_args(argv)
     scene_io.shared_data_dir()  # exits with one clear line when the data are missing, before torch loads
-    config = dict(DEFAULT_CONFIG, max_steps=args.steps, seed=args.seed)
+    config = dict(DEFAULT_CONFIG, max_steps=args.steps, seed=args.seed, torch_threads=args.threads)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in config:
+            parser.error(f"--set {item}: unknown key {key!r}; keys: {', '.join(sorted(config))}")
+        config[key] = json.loads(value)
 
     def log(message: str) -> None:
         print(message, flush=True)
