@@ -34,8 +34,8 @@ CONFIG_PATH = Path(__file__).resolve().parent / "config.json"
 DEFAULT_CONFIG = {
     "version": "1.2.0",
     "seed": 20260101,
-    "max_steps": 3200,
-    "widths": [24, 32, 48, 64],
+    "max_steps": 4000,
+    "widths": [24, 48, 80, 128],
     "stem": 4,
     "crop": 192,
     "batch": 12,
@@ -50,7 +50,7 @@ DEFAULT_CONFIG = {
     "ema_decay": 0.999,
     "teacher_shadow_weight": 1.0,
     # teacher pixels weigh (ensemble confidence) ** this in the loss
-    "teacher_confidence_power": 2.0,
+    "teacher_confidence_power": 1.0,
     "scale_probabilities": {"1": 0.65, "2": 0.25, "3": 0.10},
     "teacher_scale_probabilities": {"1": 0.75, "2": 0.25},
     "background_sources": {"wright_clear": 0.35, "teacher_clear_crops": 0.35, "procedural": 0.30},
