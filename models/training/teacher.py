@@ -12,8 +12,8 @@ Mapping onto our codes: clear -> 1, shadow -> 2, cloud -> {3, 4} (the teacher
 has no semi-transparent class, so its cloud is a *set* label: the loss asks
 only that semi-transparent + cloud together are likely, and the synthetic data
 teach the split), input nodata -> 5. The ensemble's top probability is the
-pixel's confidence; the loss weight is its square, so uncertain pixels count
-little.
+pixel's confidence; the loss weight is a power of it (training config
+``teacher_confidence_power``, 1 since v1.2.0), so uncertain pixels count less.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ TEACHER_DESCRIPTION = (
     "by the file's processing_level; mean of softmax probabilities), cloud probability averaged with the "
     "stored s2cloudless probability where the file has it. Class mapping: ukis clear -> 1 clear, "
     "ukis cloud shadow -> 2 cloud_shadow, ukis cloud -> {3 semi_transparent_cloud, 4 cloud} (set label: "
-    "loss on p3 + p4), input nodata -> 5 missing. Loss weight = (ensemble max probability)^2."
+    "loss on p3 + p4), input nodata -> 5 missing. Loss weight = (ensemble max probability) ** "
+    "teacher_confidence_power (training config)."
 )
 
 

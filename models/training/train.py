@@ -6,7 +6,7 @@
 Each step draws a batch of crops, part synthetic (clouds and shadows composited
 onto clear backgrounds, exact 5-class labels, see synthetic.py) and part real
 (ukis-csmask ensemble teacher labels, set label {3, 4} for teacher cloud,
-weighted by confidence squared, see teacher.py). The budget is a number of
+weighted by a power of their confidence, see teacher.py). The budget is a number of
 optimiser steps with a cosine learning rate over them, so the same command
 trains the same steps on any machine, loaded or not (the wall time is recorded).
 The full configuration is written to ``models/training/config.json`` and into
