@@ -56,7 +56,8 @@ DEFAULT_CONFIG = {
     "background_sources": {"wright_clear": 0.35, "teacher_clear_crops": 0.35, "procedural": 0.30},
     "teacher_clear_crop_max_cloud_fraction": 0.01,
     "synthetic_margin": 64,
-    "torch_threads": 2,
+    # v1.2.0 was trained on 1 thread; another thread count may sum in another order and train another model
+    "torch_threads": 1,
     # clear backgrounds are scaled by this (dark and bright surfaces without clouds are not shadow/cloud)
     "background_brightness": [0.55, 1.5],
     # Tiling, measured with the engine (README "Tiling"): chunks run as one window up to 2048 px, a 192 px
@@ -129,7 +130,7 @@ class Sampler:
         background = downsample(background, factor) * rng.uniform(0.85, 1.15, (4, 1, 1))
         background = background * rng.uniform(*cfg["background_brightness"])
         background = np.clip(background, 0.0005, 1.2).astype(np.float32)
-        options = {"pixel_m": 10.0 * factor, "semi_albedo": cfg.get("synthetic_semi_albedo", SEMI_ALBEDO)}
+        options = {"pixel_m": 10.0 * factor, "semi_albedo": cfg["synthetic_semi_albedo"]}
         dn, label = synthesize(background, rng, margin=cfg["synthetic_margin"], options=options)
         member = np.zeros((5,) + label.shape, dtype=bool)
         for code in range(1, 6):
@@ -151,7 +152,7 @@ class Sampler:
         dn = dn * rng.uniform(0.95, 1.05, (4, 1, 1)) + rng.uniform(-40, 40, (4, 1, 1))
         dn = np.clip(dn, 1.0, 30000.0).astype(np.float32)
         dn[:, nodata] = 0.0
-        member, weight = membership_targets(pr, nodata, cfg.get("teacher_confidence_power", 2.0))
+        member, weight = membership_targets(pr, nodata, cfg["teacher_confidence_power"])
         weight = np.where(member[1], weight * cfg["teacher_shadow_weight"], weight).astype(np.float32)
         return dn, member, weight
 
