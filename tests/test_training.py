@@ -17,6 +17,7 @@ from openeo_cloudmask.models.training.synthetic import (
     procedural_background,
     semi_threshold,
     synthesize,
+    synthesize_sets,
 )
 from openeo_cloudmask.models.training.teacher import membership_targets, ukis_classes_as_ours
 
@@ -59,6 +60,25 @@ def test_thin_cloud_is_labelled_where_it_is_visible():
     assert semi_water.mean() > semi_land.mean() + 0.05  # and more of it is visible over water (0.36 vs 0.27)
     assert semi_threshold(_uniform_surface("water", 2)).max() < 0.03  # A = 0.03 doubles water's brightness
     assert np.all(semi_threshold(_uniform_surface("soil", 2)) == SEMI_ALBEDO)  # bright land: unchanged
+
+
+def test_set_labels_allow_both_classes_only_near_a_visibility_threshold():
+    background = _uniform_surface("water", 128)
+    options = {"kinds": ["haze", "cumulus"], "nodata": True}
+    dn, label = synthesize(background, np.random.default_rng(6), margin=16, options=options)
+    dn_sets, label_sets, exact = synthesize_sets(background, np.random.default_rng(6), margin=16, options=options)
+    np.testing.assert_array_equal(dn, dn_sets)  # the same draws: the same image and label
+    np.testing.assert_array_equal(label, label_sets)
+    np.testing.assert_array_equal(exact.argmax(axis=0) + 1, label)  # tolerance 0: one class per pixel
+    assert np.all(exact.sum(axis=0) == 1)
+
+    _, _, sets = synthesize_sets(background, np.random.default_rng(6), margin=16, options={**options, "label_tolerance": 0.4})
+    assert np.all(sets[label - 1, *np.indices(label.shape)])  # the exact label is always allowed
+    both = sets.sum(axis=0) > 1
+    assert 0.01 < both.mean() < 0.5
+    assert not both[label == 4].any() and not both[label == 5].any()  # cloud and nodata stay exact
+    assert np.all(sets[2][both] | (sets[0][both] & sets[1][both]))  # either "faint layer?" or "faint shadow?"
+    assert not sets[3][label != 4].any()  # the semi/cloud boundary is never relaxed
 
 
 @pytest.mark.parametrize("kind", CLOUD_KINDS)

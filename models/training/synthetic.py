@@ -20,6 +20,9 @@ B04 B08) into a cloudy image and its exact label (codes 1..5):
   reflectance (never below 0.02). Visibility is contrast: a layer of
   A = 0.03 doubles the brightness of open water and is plain to see, while
   over bright land it is lost in the surface's own texture. Below that clear.
+  For training, :func:`synthesize_sets` can also return set labels that allow
+  both classes within a relative tolerance of the clear/semi-transparent and
+  clear/shadow thresholds, where the convention, not the physics, decides.
 * **Shadows**: the thickness field is shifted along the sun azimuth by
   cloud height / tan(sun elevation), clamped to the crop's margin. The surface
   keeps a band-dependent diffuse-light floor d (blue most, NIR least):
@@ -138,6 +141,21 @@ def synthesize(background: np.ndarray, rng: np.random.Generator, margin: int = 6
     ``nodata`` (bool), ``shadow_px`` (shadow distance) for tests, and ``semi_albedo`` (the albedo from
     which a layer over a bright surface counts as semi-transparent cloud).
     """
+    dn, label, _ = synthesize_sets(background, rng, margin, options)
+    return dn, label
+
+
+def synthesize_sets(background: np.ndarray, rng: np.random.Generator, margin: int = 64, options: dict | None = None):
+    """:func:`synthesize` (same draws, same image, same label), plus set labels (5, S, S) bool over codes 1..5.
+
+    Where a pixel lies within ``options["label_tolerance"]`` (relative, default 0) of a
+    visibility threshold, the set also holds the class on the other side: a layer whose
+    albedo is within the tolerance of the semi-transparent threshold may be clear or
+    semi-transparent, and a shadow whose NIR darkening is within it of SHADOW_DARKENING
+    may be clear or shadow. Whether faint haze or a faint shadow "counts" is a convention,
+    not physics; the loss then leaves the choice to the real-image teacher. The
+    semi/cloud boundary stays exact.
+    """
     options = options or {}
     _, size, _ = background.shape
     canvas = size + 2 * margin
@@ -178,8 +196,21 @@ def synthesize(background: np.ndarray, rng: np.random.Generator, margin: int = 6
 
     label = np.full((size, size), CLEAR, np.uint8)
     label[(darkening_nir >= SHADOW_DARKENING)] = SHADOW
-    label[albedo >= semi_threshold(surface, options.get("semi_albedo", SEMI_ALBEDO))] = SEMI
+    under = label.copy()  # what the pixel is without the cloud on top (clear or shadow)
+    visible = semi_threshold(surface, options.get("semi_albedo", SEMI_ALBEDO))
+    label[albedo >= visible] = SEMI
     label[albedo >= CLOUD_ALBEDO] = CLOUD
+
+    tolerance = options.get("label_tolerance", 0.0)
+    sets = np.stack([label == code for code in range(1, 6)])
+    if tolerance > 0:
+        borderline_layer = (albedo >= visible * (1 - tolerance)) & (albedo < visible * (1 + tolerance)) & (label != CLOUD)
+        sets[SEMI - 1] |= borderline_layer
+        for code in (CLEAR, SHADOW):
+            sets[code - 1] |= borderline_layer & (under == code)
+        borderline_shadow = (np.abs(darkening_nir - SHADOW_DARKENING) < SHADOW_DARKENING * tolerance) & (label == under)
+        sets[CLEAR - 1] |= borderline_shadow
+        sets[SHADOW - 1] |= borderline_shadow
 
     # sensor and processing variety
     if rng.random() < 0.35:  # L1C-like path radiance, Rayleigh-shaped
@@ -193,7 +224,9 @@ def synthesize(background: np.ndarray, rng: np.random.Generator, margin: int = 6
         border = nodata_border(rng, size)
         dn[:, border] = 0.0
         label[border] = MISSING
-    return dn, label
+        sets[:, border] = False
+        sets[MISSING - 1, border] = True
+    return dn, label, sets
 
 
 def downsample(image: np.ndarray, factor: int) -> np.ndarray:

@@ -26,7 +26,7 @@ import numpy as np
 
 from openeo_cloudmask.models.training import scenes as scene_io
 from openeo_cloudmask.models.training.card import CARD_PATH, MODEL_ID, ONNX_PATH, build_card, write_card
-from openeo_cloudmask.models.training.synthetic import SEMI_ALBEDO, downsample, procedural_background, synthesize
+from openeo_cloudmask.models.training.synthetic import SEMI_ALBEDO, downsample, procedural_background, synthesize_sets
 from openeo_cloudmask.models.training.teacher import TEACHER_DESCRIPTION, membership_targets, teacher_probabilities
 
 CONFIG_PATH = Path(__file__).resolve().parent / "config.json"
@@ -46,6 +46,9 @@ DEFAULT_CONFIG = {
     "synthetic_class_weights": {"1": 1.0, "2": 1.0, "3": 1.0, "4": 1.2, "5": 0.5},
     # a layer over a bright surface is labelled semi-transparent cloud from this albedo (see synthetic.py)
     "synthetic_semi_albedo": SEMI_ALBEDO,
+    # within this relative distance of the clear/semi and clear/shadow thresholds a synthetic pixel may be
+    # either class (set label, see synthetic.synthesize_sets); 0 = exact labels
+    "synthetic_label_tolerance": 0.0,
     # the exported weights are an exponential moving average of the trained ones (steadier across seeds)
     "ema_decay": 0.999,
     "teacher_shadow_weight": 1.0,
@@ -130,11 +133,12 @@ class Sampler:
         background = downsample(background, factor) * rng.uniform(0.85, 1.15, (4, 1, 1))
         background = background * rng.uniform(*cfg["background_brightness"])
         background = np.clip(background, 0.0005, 1.2).astype(np.float32)
-        options = {"pixel_m": 10.0 * factor, "semi_albedo": cfg["synthetic_semi_albedo"]}
-        dn, label = synthesize(background, rng, margin=cfg["synthetic_margin"], options=options)
-        member = np.zeros((5,) + label.shape, dtype=bool)
-        for code in range(1, 6):
-            member[code - 1] = label == code
+        options = {
+            "pixel_m": 10.0 * factor,
+            "semi_albedo": cfg["synthetic_semi_albedo"],
+            "label_tolerance": cfg["synthetic_label_tolerance"],
+        }
+        dn, label, member = synthesize_sets(background, rng, margin=cfg["synthetic_margin"], options=options)
         return dn, member, self.class_weights[label - 1]
 
     def teacher(self, size: int):
