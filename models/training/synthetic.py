@@ -191,8 +191,12 @@ def synthesize_sets(background: np.ndarray, rng: np.random.Generator, margin: in
     albedo = tau / (tau + ALBEDO_TAU)
     brightness = np.clip(rng.uniform(0.75, 1.0) + 0.12 * fractal_noise(rng, (size, size), 2.5), 0.4, 1.05)
     tint = np.array([1.0, 0.99, 0.98, rng.uniform(0.9, 1.0)], np.float32) * rng.uniform(0.97, 1.03, 4).astype(np.float32)
-    a_band = np.clip(albedo[None] * brightness[None] * tint[:, None, None], 0.0, 0.98)
-    image = a_band + (1 - a_band) ** 2 * surface / (1 - a_band * surface)
+    if options.get("relief", "albedo") == "albedo":  # v1.2.0: relief scales the albedo, so shade also transmits
+        a_band = np.clip(albedo[None] * brightness[None] * tint[:, None, None], 0.0, 0.98)
+        image = a_band + (1 - a_band) ** 2 * surface / (1 - a_band * surface)
+    else:  # "reflectance": relief shades the reflected light; transmission follows the optical thickness
+        a_band = np.clip(albedo[None] * tint[:, None, None], 0.0, 0.98)
+        image = brightness[None] * a_band + (1 - a_band) ** 2 * surface / (1 - a_band * surface)
 
     label = np.full((size, size), CLEAR, np.uint8)
     label[(darkening_nir >= SHADOW_DARKENING)] = SHADOW

@@ -49,6 +49,9 @@ DEFAULT_CONFIG = {
     # within this relative distance of the clear/semi and clear/shadow thresholds a synthetic pixel may be
     # either class (set label, see synthetic.synthesize_sets); 0 = exact labels
     "synthetic_label_tolerance": 0.0,
+    # cloud-top relief (shade) scales the layer's "albedo" (shaded cloud also lets more surface light through)
+    # or only its reflected light ("reflectance"; transmission then follows the optical thickness)
+    "synthetic_relief": "albedo",
     # the exported weights are an exponential moving average of the trained ones (steadier across seeds)
     "ema_decay": 0.999,
     "teacher_shadow_weight": 1.0,
@@ -137,6 +140,7 @@ class Sampler:
             "pixel_m": 10.0 * factor,
             "semi_albedo": cfg["synthetic_semi_albedo"],
             "label_tolerance": cfg["synthetic_label_tolerance"],
+            "relief": cfg["synthetic_relief"],
         }
         dn, label, member = synthesize_sets(background, rng, margin=cfg["synthetic_margin"], options=options)
         return dn, member, self.class_weights[label - 1]
