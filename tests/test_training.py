@@ -72,7 +72,7 @@ def test_set_labels_allow_both_classes_only_near_a_visibility_threshold():
     np.testing.assert_array_equal(exact.argmax(axis=0) + 1, label)  # tolerance 0: one class per pixel
     assert np.all(exact.sum(axis=0) == 1)
 
-    _, _, sets = synthesize_sets(background, np.random.default_rng(6), margin=16, options={**options, "label_tolerance": 0.4})
+    _, _, sets = synthesize_sets(background, np.random.default_rng(6), margin=16, options={**options, "layer_tolerance": 0.4, "shadow_tolerance": 0.4})
     assert np.all(sets[label - 1, *np.indices(label.shape)])  # the exact label is always allowed
     both = sets.sum(axis=0) > 1
     assert 0.01 < both.mean() < 0.5

@@ -148,11 +148,11 @@ def synthesize(background: np.ndarray, rng: np.random.Generator, margin: int = 6
 def synthesize_sets(background: np.ndarray, rng: np.random.Generator, margin: int = 64, options: dict | None = None):
     """:func:`synthesize` (same draws, same image, same label), plus set labels (5, S, S) bool over codes 1..5.
 
-    Where a pixel lies within ``options["label_tolerance"]`` (relative, default 0) of a
-    visibility threshold, the set also holds the class on the other side: a layer whose
-    albedo is within the tolerance of the semi-transparent threshold may be clear or
-    semi-transparent, and a shadow whose NIR darkening is within it of SHADOW_DARKENING
-    may be clear or shadow. Whether faint haze or a faint shadow "counts" is a convention,
+    Where a pixel lies near a visibility threshold, the set also holds the class on the
+    other side: a layer whose albedo is within ``options["layer_tolerance"]`` (relative,
+    default 0) of the semi-transparent threshold may be clear or semi-transparent, and a
+    shadow whose NIR darkening is within ``options["shadow_tolerance"]`` of
+    SHADOW_DARKENING may be clear or shadow. Whether faint haze or a faint shadow "counts" is a convention,
     not physics; the loss then leaves the choice to the real-image teacher. The
     semi/cloud boundary stays exact.
     """
@@ -205,13 +205,15 @@ def synthesize_sets(background: np.ndarray, rng: np.random.Generator, margin: in
     label[albedo >= visible] = SEMI
     label[albedo >= CLOUD_ALBEDO] = CLOUD
 
-    tolerance = options.get("label_tolerance", 0.0)
     sets = np.stack([label == code for code in range(1, 6)])
+    tolerance = options.get("layer_tolerance", 0.0)
     if tolerance > 0:
         borderline_layer = (albedo >= visible * (1 - tolerance)) & (albedo < visible * (1 + tolerance)) & (label != CLOUD)
         sets[SEMI - 1] |= borderline_layer
         for code in (CLEAR, SHADOW):
             sets[code - 1] |= borderline_layer & (under == code)
+    tolerance = options.get("shadow_tolerance", 0.0)
+    if tolerance > 0:
         borderline_shadow = (np.abs(darkening_nir - SHADOW_DARKENING) < SHADOW_DARKENING * tolerance) & (label == under)
         sets[CLEAR - 1] |= borderline_shadow
         sets[SHADOW - 1] |= borderline_shadow

@@ -46,9 +46,10 @@ DEFAULT_CONFIG = {
     "synthetic_class_weights": {"1": 1.0, "2": 1.0, "3": 1.0, "4": 1.2, "5": 0.5},
     # a layer over a bright surface is labelled semi-transparent cloud from this albedo (see synthetic.py)
     "synthetic_semi_albedo": SEMI_ALBEDO,
-    # within this relative distance of the clear/semi and clear/shadow thresholds a synthetic pixel may be
-    # either class (set label, see synthetic.synthesize_sets); 0 = exact labels
-    "synthetic_label_tolerance": 0.0,
+    # within these relative distances of the clear/semi and clear/shadow thresholds a synthetic pixel may be
+    # either class (set labels, see synthetic.synthesize_sets); 0 = exact labels
+    "synthetic_layer_tolerance": 0.0,
+    "synthetic_shadow_tolerance": 0.0,
     # cloud-top relief (shade) scales the layer's "albedo" (shaded cloud also lets more surface light through)
     # or only its reflected light ("reflectance"; transmission then follows the optical thickness)
     "synthetic_relief": "albedo",
@@ -139,7 +140,8 @@ class Sampler:
         options = {
             "pixel_m": 10.0 * factor,
             "semi_albedo": cfg["synthetic_semi_albedo"],
-            "label_tolerance": cfg["synthetic_label_tolerance"],
+            "layer_tolerance": cfg["synthetic_layer_tolerance"],
+            "shadow_tolerance": cfg["synthetic_shadow_tolerance"],
             "relief": cfg["synthetic_relief"],
         }
         dn, label, member = synthesize_sets(background, rng, margin=cfg["synthetic_margin"], options=options)
