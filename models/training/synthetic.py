@@ -11,9 +11,13 @@ B04 B08) into a cloudy image and its exact label (codes 1..5):
 * **Cloud reflectance**: a conservatively scattering layer of albedo
   A = tau / (tau + 6.5) over a Lambertian surface r gives
   R = A + (1 - A)^2 r / (1 - A r) (the adding formula). A is scaled per band
-  (clouds are nearly grey, thin ice cloud slightly bluer) and by a textured
-  "brightness" for cloud-top relief, so thin cloud is partial transmission,
-  not a white paint.
+  (clouds are nearly grey, thin ice cloud slightly bluer), so thin cloud is
+  partial transmission, not a white paint. A textured "brightness" (0.4-1.05)
+  adds cloud-top relief: ``relief="reflectance"`` shades only the reflected
+  term, so a shaded cloud is darker but as opaque as its optical thickness
+  says; the default ``"albedo"`` (v1.2.0 and the evaluation's test set)
+  scales A itself, so shade also lets more surface light through and part
+  of the "cloud" truth renders like semi-transparent cloud.
 * **Labels**: cloud (4) where A >= 0.5, semi-transparent (3) where the
   layer is visible but the surface still shows through: A < 0.5 and A at
   least 0.07, or, over dark surfaces, at least 0.6 x the surface's mean
