@@ -81,6 +81,11 @@ def test_set_labels_allow_both_classes_only_near_a_visibility_threshold():
     assert not sets[3][label != 4].any()  # the semi/cloud boundary is never relaxed
 
 
+def test_unknown_relief_is_refused():
+    with pytest.raises(ValueError, match="unknown relief 'shade'; use one of"):
+        synthesize(_uniform_surface("water", 32), np.random.default_rng(0), margin=8, options={"relief": "shade"})
+
+
 @pytest.mark.parametrize("kind", CLOUD_KINDS)
 def test_every_cloud_kind_builds(kind):
     rng = np.random.default_rng(5)

@@ -55,6 +55,7 @@ ALBEDO_TAU = 6.5
 #: Share of procedural backgrounds dominated by one surface type.
 DOMINANT_COVER_PROBABILITY = 0.3
 CLOUD_KINDS = ("cumulus", "stratus", "fragmented", "cirrus", "haze")
+RELIEF_MODES = ("albedo", "reflectance")
 
 #: Typical surface reflectance spectra (B02, B03, B04, B08) for procedural backgrounds.
 SURFACE_SPECTRA = {
@@ -195,7 +196,10 @@ def synthesize_sets(background: np.ndarray, rng: np.random.Generator, margin: in
     albedo = tau / (tau + ALBEDO_TAU)
     brightness = np.clip(rng.uniform(0.75, 1.0) + 0.12 * fractal_noise(rng, (size, size), 2.5), 0.4, 1.05)
     tint = np.array([1.0, 0.99, 0.98, rng.uniform(0.9, 1.0)], np.float32) * rng.uniform(0.97, 1.03, 4).astype(np.float32)
-    if options.get("relief", "albedo") == "albedo":  # v1.2.0: relief scales the albedo, so shade also transmits
+    relief = options.get("relief", "albedo")
+    if relief not in RELIEF_MODES:
+        raise ValueError(f"unknown relief {relief!r}; use one of {RELIEF_MODES}")
+    if relief == "albedo":  # v1.2.0: relief scales the albedo, so shade also transmits
         a_band = np.clip(albedo[None] * brightness[None] * tint[:, None, None], 0.0, 0.98)
         image = a_band + (1 - a_band) ** 2 * surface / (1 - a_band * surface)
     else:  # "reflectance": relief shades the reflected light; transmission follows the optical thickness
