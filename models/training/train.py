@@ -123,6 +123,12 @@ class Sampler:
             if cloudy.mean() <= cloud_free and not scene.nodata.any():
                 self.clear_sources.append(scene.dn / 10000.0)
         self.class_weights = np.array([config["synthetic_class_weights"][str(c)] for c in range(1, 6)], np.float32)
+        self.synthetic_options = {
+            "semi_albedo": config["synthetic_semi_albedo"],
+            "layer_tolerance": config["synthetic_layer_tolerance"],
+            "shadow_tolerance": config["synthetic_shadow_tolerance"],
+            "relief": config["synthetic_relief"],
+        }
 
     def synthetic(self, size: int):
         rng, cfg = self.rng, self.config
@@ -137,13 +143,7 @@ class Sampler:
         background = downsample(background, factor) * rng.uniform(0.85, 1.15, (4, 1, 1))
         background = background * rng.uniform(*cfg["background_brightness"])
         background = np.clip(background, 0.0005, 1.2).astype(np.float32)
-        options = {
-            "pixel_m": 10.0 * factor,
-            "semi_albedo": cfg["synthetic_semi_albedo"],
-            "layer_tolerance": cfg["synthetic_layer_tolerance"],
-            "shadow_tolerance": cfg["synthetic_shadow_tolerance"],
-            "relief": cfg["synthetic_relief"],
-        }
+        options = dict(self.synthetic_options, pixel_m=10.0 * factor)
         dn, label, member = synthesize_sets(background, rng, margin=cfg["synthetic_margin"], options=options)
         return dn, member, self.class_weights[label - 1]
 
