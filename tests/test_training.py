@@ -126,6 +126,16 @@ def test_unknown_config_override_is_refused_with_the_valid_keys(monkeypatch, tmp
     assert "unknown key 'synthetic_fractoin'" in err and "synthetic_fraction" in err
 
 
+def test_config_override_that_is_not_json_is_refused_with_a_hint(monkeypatch, tmp_path, capsys):
+    from openeo_cloudmask.models.training import train
+
+    monkeypatch.setenv(scenes.DATA_ENV, str(tmp_path))
+    with pytest.raises(SystemExit) as info:
+        train.main(["--set", "synthetic_relief=reflectance", "--out", str(tmp_path)])
+    assert info.value.code == 2
+    assert """--set 'synthetic_relief="reflectance"'""" in capsys.readouterr().err
+
+
 def test_missing_data_folder_gives_one_clear_line(monkeypatch, tmp_path):
     missing = tmp_path / "no_such_folder"
     monkeypatch.setenv(scenes.DATA_ENV, str(missing))

@@ -300,7 +300,10 @@ def main(argv=None) -> int:
         key, _, value = item.partition("=")
         if key not in config:
             parser.error(f"--set {item}: unknown key {key!r}; keys: {', '.join(sorted(config))}")
-        config[key] = json.loads(value)
+        try:
+            config[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parser.error(f"--set {item}: the value must be JSON, e.g. --set '{key}=\"{value}\"' for a string")
 
     def log(message: str) -> None:
         print(message, flush=True)
