@@ -199,3 +199,71 @@ def test_set_loss_prefers_allowed_classes():
     bad = torch.tensor([3.0, 0.0, 0.0, 0.0, 0.0]).view(1, 5, 1, 1)
     assert float(set_loss(good, member, weight)) == pytest.approx(float(set_loss(also_good, member, weight)))
     assert float(set_loss(bad, member, weight)) > float(set_loss(good, member, weight)) + 1.0
+
+
+def _shifted_tiny_model(directory, cloud_bias: float):
+    """The tiny model with another cloud logit bias (a second, different ensemble member)."""
+    import hashlib
+    import json
+
+    import onnx
+    from onnx import numpy_helper
+
+    from tiny_model import TINY_MODEL_ID, build_tiny_model
+
+    build_tiny_model(directory)
+    onnx_path, card_path = Path(directory, f"{TINY_MODEL_ID}.onnx"), Path(directory, f"{TINY_MODEL_ID}.json")
+    graph = onnx.load(str(onnx_path))
+    for init in graph.graph.initializer:
+        if init.name == "b":
+            bias = numpy_helper.to_array(init).copy()
+            bias[3] = cloud_bias
+            init.CopyFrom(numpy_helper.from_array(bias, "b"))
+    onnx.save(graph, str(onnx_path))
+    card = json.loads(card_path.read_text())
+    card["onnx_sha256"] = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+    card_path.write_text(json.dumps(card))
+    return directory
+
+
+def test_distillation_targets_are_the_members_mean(tmp_path):
+    pytest.importorskip("onnx")
+    from openeo_cloudmask.models.training.distill import Ensemble
+    from tiny_model import TINY_MODEL_ID, build_tiny_model
+
+    first = build_tiny_model(tmp_path / "a")
+    second = _shifted_tiny_model(tmp_path / "b", cloud_bias=-10.0)
+    dn = np.full((2, 4, 32, 32), 4000.0, np.float32)  # mid-bright: the members disagree on cloud
+    pair = Ensemble([first, second], model_id=TINY_MODEL_ID)
+    one, two = (Ensemble([d], model_id=TINY_MODEL_ID).probabilities(dn) for d in (first, second))
+    assert not np.allclose(one, two)
+    np.testing.assert_allclose(pair.probabilities(dn), (one + two) / 2, rtol=1e-6)
+    assert [m["onnx_sha256"] for m in pair.record()] == [m.card["onnx_sha256"] for m in pair.members]
+
+
+def test_distillation_refuses_a_corrupt_member_naming_the_file(tmp_path):
+    pytest.importorskip("onnx")
+    from openeo_cloudmask.models.training.distill import Ensemble
+    from openeo_cloudmask.udf.cloud_mask import ModelFileError
+    from tiny_model import TINY_MODEL_ID, build_tiny_model
+
+    good = build_tiny_model(tmp_path / "good")
+    bad = build_tiny_model(tmp_path / "bad")
+    onnx_path = Path(bad, f"{TINY_MODEL_ID}.onnx")
+    onnx_path.write_bytes(onnx_path.read_bytes()[:-20])
+    with pytest.raises(ModelFileError, match="bad/tiny-test.onnx"):
+        Ensemble([good, bad], model_id=TINY_MODEL_ID)
+    with pytest.raises(ValueError, match="at least one"):
+        Ensemble([], model_id=TINY_MODEL_ID)
+
+
+def test_soft_loss_is_least_where_the_student_matches_the_targets():
+    torch = pytest.importorskip("torch")
+    from openeo_cloudmask.models.training.distill import soft_loss
+
+    target = torch.tensor([0.1, 0.0, 0.3, 0.6, 0.0]).view(1, 5, 1, 1)
+    weight = torch.ones(1, 1, 1)
+    matched = torch.log(target.clamp(min=1e-9))
+    confident = torch.tensor([0.0, 0.0, 0.0, 5.0, 0.0]).view(1, 5, 1, 1)
+    assert float(soft_loss(matched, target, weight)) < float(soft_loss(confident, target, weight))
+    assert float(soft_loss(matched, target, weight)) == pytest.approx(-(0.1 * np.log(0.1) + 0.3 * np.log(0.3) + 0.6 * np.log(0.6)), rel=1e-4)

@@ -58,6 +58,10 @@ DEFAULT_CONFIG = {
     "teacher_shadow_weight": 1.0,
     # teacher pixels weigh (ensemble confidence) ** this in the loss
     "teacher_confidence_power": 1.0,
+    # distillation: folders of trained models (ONNX + card) whose mean probabilities are soft targets on the
+    # synthetic crops, added to the exact-label loss with this weight (see distill.py); [] = off
+    "distill_from": [],
+    "distill_weight": 1.0,
     "scale_probabilities": {"1": 0.65, "2": 0.25, "3": 0.10},
     "teacher_scale_probabilities": {"1": 0.75, "2": 0.25},
     "background_sources": {"wright_clear": 0.35, "teacher_clear_crops": 0.35, "procedural": 0.30},
@@ -145,7 +149,7 @@ class Sampler:
         background = np.clip(background, 0.0005, 1.2).astype(np.float32)
         options = dict(self.synthetic_options, pixel_m=10.0 * factor)
         dn, label, member = synthesize_sets(background, rng, margin=cfg["synthetic_margin"], options=options)
-        return dn, member, self.class_weights[label - 1]
+        return dn, member, self.class_weights[label - 1], True
 
     def teacher(self, size: int):
         rng, cfg = self.rng, self.config
@@ -164,9 +168,10 @@ class Sampler:
         dn[:, nodata] = 0.0
         member, weight = membership_targets(pr, nodata, cfg["teacher_confidence_power"])
         weight = np.where(member[1], weight * cfg["teacher_shadow_weight"], weight).astype(np.float32)
-        return dn, member, weight
+        return dn, member, weight, False
 
     def batch(self):
+        """Stacked (dn, membership, weight, is_synthetic) for one batch of crops."""
         cfg = self.config
         items = [
             self.synthetic(cfg["crop"]) if self.rng.random() < cfg["synthetic_fraction"] else self.teacher(cfg["crop"])
@@ -213,6 +218,13 @@ def train(config: dict, out_dir: Path, log=print) -> dict:
     sampler = Sampler(config, teacher_scenes, teacher_probs, backgrounds, rng)
     log(f"{len(sampler.clear_sources)} teacher scenes serve as clear backgrounds")
 
+    ensemble = None
+    if config["distill_from"]:
+        from openeo_cloudmask.models.training.distill import Ensemble, soft_loss
+
+        ensemble = Ensemble(config["distill_from"], threads=config["torch_threads"])
+        config = dict(config, distill_members=ensemble.record())
+        log(f"distilling from {len(ensemble.members)} models")
     model = build_network(config)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
     average = torch.optim.swa_utils.AveragedModel(
@@ -224,9 +236,15 @@ def train(config: dict, out_dir: Path, log=print) -> dict:
         lr = config["lr"] * min(1.0, (step + 1) / config["warmup_steps"]) * 0.5 * (1 + math.cos(math.pi * progress))
         for group in optimiser.param_groups:
             group["lr"] = lr
-        dn, member, weight = (torch.from_numpy(a) for a in sampler.batch())
+        dn, member, weight, synthetic = sampler.batch()
+        soft = ensemble.probabilities(dn[synthetic]) if ensemble is not None and synthetic.any() else None
+        dn, member, weight = (torch.from_numpy(a) for a in (dn, member, weight))
         model.train()
-        loss = set_loss(model.logits(dn), member, weight)
+        logits = model.logits(dn)
+        loss = set_loss(logits, member, weight)
+        if soft is not None:
+            chosen = torch.from_numpy(synthetic)
+            loss = loss + config["distill_weight"] * soft_loss(logits[chosen], torch.from_numpy(soft), weight[chosen])
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
