@@ -62,6 +62,17 @@ def test_thin_cloud_is_labelled_where_it_is_visible():
     assert np.all(semi_threshold(_uniform_surface("soil", 2)) == SEMI_ALBEDO)  # bright land: unchanged
 
 
+def test_a_lower_contrast_threshold_labels_fainter_haze_over_dark_surfaces_only():
+    options = {"kinds": ["haze"], "nodata": False}
+    fainter = dict(options, semi_contrast=0.3, semi_albedo_min=0.01)
+    _, water = synthesize(_uniform_surface("water"), np.random.default_rng(4), margin=16, options=options)
+    _, water_faint = synthesize(_uniform_surface("water"), np.random.default_rng(4), margin=16, options=fainter)
+    assert np.all((water_faint == SEMI)[water == SEMI]) and (water_faint == SEMI).mean() > (water == SEMI).mean()
+    desert = _uniform_surface("desert", 2)  # bright land (unshadowed): the absolute threshold still rules
+    assert np.all(semi_threshold(desert, contrast=0.3, floor=0.01) == SEMI_ALBEDO)
+    assert semi_threshold(_uniform_surface("water", 2), contrast=0.3, floor=0.01).max() < 0.011
+
+
 def test_set_labels_allow_both_classes_only_near_a_visibility_threshold():
     background = _uniform_surface("water", 128)
     options = {"kinds": ["haze", "cumulus"], "nodata": True}

@@ -124,9 +124,11 @@ def procedural_background(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(surface * texture, 0.001, 1.0).astype(np.float32)
 
 
-def semi_threshold(surface: np.ndarray, semi_albedo: float = SEMI_ALBEDO) -> np.ndarray:
+def semi_threshold(
+    surface: np.ndarray, semi_albedo: float = SEMI_ALBEDO, contrast: float = SEMI_CONTRAST, floor: float = SEMI_ALBEDO_MIN
+) -> np.ndarray:
     """Per-pixel cloud albedo from which a layer over ``surface`` (4, H, W) reflectance is labelled visible."""
-    return np.clip(SEMI_CONTRAST * surface.mean(axis=0), min(SEMI_ALBEDO_MIN, semi_albedo), semi_albedo)
+    return np.clip(contrast * surface.mean(axis=0), min(floor, semi_albedo), semi_albedo)
 
 
 def nodata_border(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -143,8 +145,9 @@ def synthesize(background: np.ndarray, rng: np.random.Generator, margin: int = 6
     ``margin``: the cloud field is drawn on a canvas this much larger on every
     side, so shadows can come from clouds outside the crop (and clouds can have
     shadows outside it). ``options`` can force ``kinds`` (list of cloud kinds),
-    ``nodata`` (bool), ``shadow_px`` (shadow distance) for tests, and ``semi_albedo`` (the albedo from
-    which a layer over a bright surface counts as semi-transparent cloud).
+    ``nodata`` (bool), ``shadow_px`` (shadow distance) for tests, and the semi-transparent threshold
+    (:func:`semi_threshold`): ``semi_albedo`` (the albedo from which a layer over a bright surface counts),
+    ``semi_contrast`` and ``semi_albedo_min`` (over dark surfaces).
     """
     dn, label, _ = synthesize_sets(background, rng, margin, options)
     return dn, label
@@ -209,7 +212,12 @@ def synthesize_sets(background: np.ndarray, rng: np.random.Generator, margin: in
     label = np.full((size, size), CLEAR, np.uint8)
     label[(darkening_nir >= SHADOW_DARKENING)] = SHADOW
     under = label.copy()  # what the pixel is without the cloud on top (clear or shadow)
-    visible = semi_threshold(surface, options.get("semi_albedo", SEMI_ALBEDO))
+    visible = semi_threshold(
+        surface,
+        options.get("semi_albedo", SEMI_ALBEDO),
+        options.get("semi_contrast", SEMI_CONTRAST),
+        options.get("semi_albedo_min", SEMI_ALBEDO_MIN),
+    )
     label[albedo >= visible] = SEMI
     label[albedo >= CLOUD_ALBEDO] = CLOUD
 

@@ -26,7 +26,14 @@ import numpy as np
 
 from openeo_cloudmask.models.training import scenes as scene_io
 from openeo_cloudmask.models.training.card import CARD_PATH, MODEL_ID, ONNX_PATH, build_card, write_card
-from openeo_cloudmask.models.training.synthetic import SEMI_ALBEDO, downsample, procedural_background, synthesize_sets
+from openeo_cloudmask.models.training.synthetic import (
+    SEMI_ALBEDO,
+    SEMI_ALBEDO_MIN,
+    SEMI_CONTRAST,
+    downsample,
+    procedural_background,
+    synthesize_sets,
+)
 from openeo_cloudmask.models.training.teacher import TEACHER_DESCRIPTION, membership_targets, teacher_probabilities
 
 CONFIG_PATH = Path(__file__).resolve().parent / "config.json"
@@ -46,6 +53,9 @@ DEFAULT_CONFIG = {
     "synthetic_class_weights": {"1": 1.0, "2": 1.0, "3": 1.0, "4": 1.2, "5": 0.5},
     # a layer over a bright surface is labelled semi-transparent cloud from this albedo (see synthetic.py)
     "synthetic_semi_albedo": SEMI_ALBEDO,
+    # ... and over dark surfaces from this x the surface's mean reflectance, never below the minimum
+    "synthetic_semi_contrast": SEMI_CONTRAST,
+    "synthetic_semi_albedo_min": SEMI_ALBEDO_MIN,
     # within these relative distances of the clear/semi and clear/shadow thresholds a synthetic pixel may be
     # either class (set labels, see synthetic.synthesize_sets); 0 = exact labels
     "synthetic_layer_tolerance": 0.0,
@@ -129,6 +139,8 @@ class Sampler:
         self.class_weights = np.array([config["synthetic_class_weights"][str(c)] for c in range(1, 6)], np.float32)
         self.synthetic_options = {
             "semi_albedo": config["synthetic_semi_albedo"],
+            "semi_contrast": config["synthetic_semi_contrast"],
+            "semi_albedo_min": config["synthetic_semi_albedo_min"],
             "layer_tolerance": config["synthetic_layer_tolerance"],
             "shadow_tolerance": config["synthetic_shadow_tolerance"],
             "relief": config["synthetic_relief"],
