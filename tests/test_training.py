@@ -278,3 +278,19 @@ def test_soft_loss_is_least_where_the_student_matches_the_targets():
     confident = torch.tensor([0.0, 0.0, 0.0, 5.0, 0.0]).view(1, 5, 1, 1)
     assert float(soft_loss(matched, target, weight)) < float(soft_loss(confident, target, weight))
     assert float(soft_loss(matched, target, weight)) == pytest.approx(-(0.1 * np.log(0.1) + 0.3 * np.log(0.3) + 0.6 * np.log(0.6)), rel=1e-4)
+
+
+def test_compare_offsets_shift_the_decision_and_bad_arguments_are_refused(tmp_path, capsys):
+    from openeo_cloudmask.models.training import compare
+
+    probs = np.array([0.5, 0.1, 0.3, 0.05, 0.05], np.float32)[:, None, None] * np.ones((5, 2, 2), np.float32)
+    assert np.all(compare.classes(probs) == 1)
+    assert np.all(compare.classes(probs, [0, 0, 0.6, 0, 0]) == 3)  # log(0.3) + 0.6 > log(0.5)
+    assert np.all(compare.classes(probs, [0, 0, 0.4, 0, 0]) == 1)
+    for argv, message in (
+        (["--log-offsets", "0,1", str(tmp_path)], "give five numbers"),
+        ([str(tmp_path)], "holds no cloudmask-s2-4band.json"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            compare.main(argv)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -1,0 +1,132 @@
+"""Score trained models (ours only) on the evaluation's held-out data: the rows of models/EXPERIMENTS.md.
+
+    python -m openeo_cloudmask.models.training.compare /tmp/runA /tmp/runB ...
+    python -m openeo_cloudmask.models.training.compare --ensemble /tmp/runA /tmp/runB
+    python -m openeo_cloudmask.models.training.compare --log-offsets 0,0.5,0.5,0.5,0 models
+
+Each folder holds an ONNX file and its card (``train.py --out``). By default every
+folder is scored on its own; ``--ensemble`` averages their probabilities (what
+distillation or shipping several models would aim for). ``--log-offsets`` adds
+per-class constants to the log-probabilities (codes 1..5) before the argmax: a
+decision prior, to see how far a threshold shift alone moves each score.
+
+It uses the same data as ``evaluate.py`` (the 48 held-out synthetic scenes, the
+weak-label chips, the held-out real scenes and their teacher) and the same
+engine, without the peers, speed or figures: about a minute per model. Prints
+one JSON line and one Markdown row per result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from openeo_cloudmask.models.training import evaluate as ev
+from openeo_cloudmask.models.training import scenes as scene_io
+from openeo_cloudmask.models.training.card import MODEL_ID
+from openeo_cloudmask.models.training.teacher import teacher_probabilities, ukis_classes_as_ours
+
+COLUMNS = (
+    ("synthetic cloud F1", lambda r: r["synthetic"]["cloud"]),
+    ("shadow F1", lambda r: r["synthetic"]["cloud_shadow"]),
+    ("semi F1", lambda r: r["synthetic"]["semi_transparent_cloud"]),
+    ("weak-label cloud F1", lambda r: r["weak_labels"]),
+    ("L1C scene: teacher agreement", lambda r: r["agreement"].get("s2cloudless_testscene")),
+    ("L1C scene: cloud F1 vs s2cloudless", lambda r: r["l1c_cloud_f1_vs_s2cloudless"]),
+    ("102871 agreement", lambda r: r["agreement"].get("cairo_kaggle_weaklabel_102871")),
+    ("101657 agreement (clear chip)", lambda r: r["agreement"].get("cairo_kaggle_weaklabel_101657")),
+)
+
+
+def probabilities(model_dir: Path, dn: np.ndarray, level: str = "L2A") -> np.ndarray:
+    """(5, H, W) probabilities of codes 1..5 for (4, H, W) DN through the engine (tiling, nodata -> 5)."""
+    from openeo_cloudmask.udf import cloud_mask as engine
+
+    model = engine.load_model(MODEL_ID, str(model_dir), threads=2)
+    options = engine.parse_context({"processing_level": level, "output": "probabilities"})
+    return engine.mask_array(dn[None].astype(np.float32), options, model)[0]
+
+
+def classes(probs: np.ndarray, log_offsets=None) -> np.ndarray:
+    """Codes 1..5 from (5, H, W) probabilities, after optional per-class log-probability offsets."""
+    if log_offsets is None:
+        return (np.argmax(probs, axis=0) + 1).astype(np.uint8)
+    scores = np.log(np.maximum(probs, 1e-6)) + np.asarray(log_offsets, np.float32)[:, None, None]
+    return (np.argmax(scores, axis=0) + 1).astype(np.uint8)
+
+
+def score(model_dirs: list, log_offsets=None) -> dict:
+    """Ours-only scores of the mean probabilities of ``model_dirs`` on the evaluation's held-out data."""
+    def predict(dn, level="L2A"):
+        return classes(np.mean([probabilities(d, dn, level) for d in model_dirs], axis=0), log_offsets)
+
+    test = ev.synthetic_test_set(48)
+    truth = np.concatenate([label.ravel() for _, label in test])
+    pred = np.concatenate([predict(dn).ravel() for dn, _ in test])
+    synthetic = {name: s["f1"] for name, s in ev.per_class(truth, pred).items()}
+    weak_truth, weak_pred, chips, agreement, l1c = [], [], {}, {}, None
+    for scene in scene_io.load_group(scene_io.HELD_OUT):
+        valid = ~scene.nodata
+        ours = predict(scene.dn, scene.level)
+        teacher = ukis_classes_as_ours(np.argmax(teacher_probabilities(scene), axis=0), scene.nodata)
+        agreement[scene.name] = round(float(np.mean(ev._coarse(ours)[valid] == teacher[valid])), 4)
+        cloud = np.isin(ours[valid], (3, 4))
+        if scene.label_weak is not None:
+            weak_truth.append(scene.label_weak[valid] == 1)
+            weak_pred.append(cloud)
+            chips[scene.name] = ev.scores(weak_truth[-1], cloud)["f1"]
+        if scene.s2cloudless_probability is not None:
+            l1c = ev.scores(scene.s2cloudless_probability[valid] >= 0.4, cloud)["f1"]
+    weak = ev.scores(np.concatenate(weak_truth), np.concatenate(weak_pred))["f1"]
+    return {
+        "models": [str(d) for d in model_dirs],
+        "log_offsets": log_offsets,
+        "synthetic": synthetic,
+        "weak_labels": weak,
+        "weak_label_chips": chips,
+        "l1c_cloud_f1_vs_s2cloudless": l1c,
+        "agreement": agreement,
+    }
+
+
+def markdown_row(name: str, result: dict) -> str:
+    return "| " + " | ".join([name] + [ev._fmt(get(result)) for _, get in COLUMNS]) + " |"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Score trained models (ours only) on the held-out evaluation data.")
+    parser.add_argument("model_dirs", nargs="+", type=Path, help="folders with the ONNX file and card")
+    parser.add_argument("--ensemble", action="store_true", help="score the mean probabilities of all folders")
+    parser.add_argument("--log-offsets", help="five comma-separated log-probability offsets for codes 1..5")
+    args = parser.parse_args(argv)
+    offsets = None
+    if args.log_offsets:
+        try:
+            offsets = [float(x) for x in args.log_offsets.split(",")]
+        except ValueError:
+            offsets = []
+        if len(offsets) != 5:
+            parser.error(f"--log-offsets {args.log_offsets!r}: give five numbers for codes 1..5, e.g. 0,0.5,0.5,0.5,0")
+    for d in args.model_dirs:
+        if not (d / f"{MODEL_ID}.json").is_file():
+            parser.error(f"{d} holds no {MODEL_ID}.json: give folders written by train.py --out")
+    scene_io.shared_data_dir()  # exits with one clear line when the data are missing
+    warnings.filterwarnings("ignore", category=UserWarning)
+    groups = [args.model_dirs] if args.ensemble else [[d] for d in args.model_dirs]
+    print("| run | " + " | ".join(name for name, _ in COLUMNS) + " |")
+    print("|---|" + "---:|" * len(COLUMNS))
+    for group in groups:
+        result = score(group, offsets)
+        name = " + ".join(d.name for d in group)
+        print(json.dumps(result), file=sys.stderr)
+        print(markdown_row(name, result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
