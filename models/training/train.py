@@ -119,7 +119,7 @@ def dihedral(rng: np.random.Generator, arrays: list) -> list:
 
 
 class Sampler:
-    """Draws training crops (dn, membership, weight) from synthetic and teacher sources."""
+    """Draws training crops (dn, membership, weight, is_synthetic) from synthetic and teacher sources."""
 
     def __init__(self, config: dict, teacher_scenes: list, teacher_probs: list, backgrounds: list, rng):
         self.config = config
