@@ -12,7 +12,7 @@ decision prior, to see how far a threshold shift alone moves each score.
 
 It uses the same data as ``evaluate.py`` (the 48 held-out synthetic scenes, the
 weak-label chips, the held-out real scenes and their teacher) and the same
-engine, without the peers, speed or figures: about 20 s per model on idle cores. Prints
+engine, without the peers, speed or figures: under 20 s per model on idle cores. Prints
 one JSON line and one Markdown row per result.
 """
 
@@ -59,8 +59,16 @@ def classes(probs: np.ndarray, log_offsets=None) -> np.ndarray:
     return (np.argmax(scores, axis=0) + 1).astype(np.uint8)
 
 
-def score(model_dirs: list, log_offsets=None) -> dict:
-    """Ours-only scores of the mean probabilities of ``model_dirs`` on the evaluation's held-out data."""
+def held_out_data() -> tuple[list, list]:
+    """The evaluation's held-out synthetic scenes, and its held-out real scenes with their teacher codes."""
+    real = []
+    for scene in scene_io.load_group(scene_io.HELD_OUT):
+        real.append((scene, ukis_classes_as_ours(np.argmax(teacher_probabilities(scene), axis=0), scene.nodata)))
+    return ev.synthetic_test_set(48), real
+
+
+def score(model_dirs: list, log_offsets=None, data=None) -> dict:
+    """Ours-only scores of the mean probabilities of ``model_dirs`` on :func:`held_out_data` (or ``data``)."""
     from openeo_cloudmask.udf import cloud_mask as engine
 
     # loaded once here: the engine's cache holds 8 models, and an ensemble may have more
@@ -69,15 +77,14 @@ def score(model_dirs: list, log_offsets=None) -> dict:
     def predict(dn, level="L2A"):
         return classes(np.mean([probabilities(m, dn, level) for m in models], axis=0), log_offsets)
 
-    test = ev.synthetic_test_set(48)
+    test, real = data or held_out_data()
     truth = np.concatenate([label.ravel() for _, label in test])
     pred = np.concatenate([predict(dn).ravel() for dn, _ in test])
     synthetic = {name: s["f1"] for name, s in ev.per_class(truth, pred).items()}
     weak_truth, weak_pred, chips, agreement, l1c = [], [], {}, {}, None
-    for scene in scene_io.load_group(scene_io.HELD_OUT):
+    for scene, teacher in real:
         valid = ~scene.nodata
         ours = predict(scene.dn, scene.level)
-        teacher = ukis_classes_as_ours(np.argmax(teacher_probabilities(scene), axis=0), scene.nodata)
         agreement[scene.name] = round(float(np.mean(ev._coarse(ours)[valid] == teacher[valid])), 4)
         cloud = np.isin(ours[valid], (3, 4))
         if scene.label_weak is not None:
@@ -124,8 +131,9 @@ def main(argv=None) -> int:
     groups = [args.model_dirs] if args.ensemble else [[d] for d in args.model_dirs]
     print("| run | " + " | ".join(name for name, _ in COLUMNS) + " |")
     print("|---|" + "---:|" * len(COLUMNS))
+    data = held_out_data()  # once for all groups
     for group in groups:
-        result = score(group, offsets)
+        result = score(group, offsets, data)
         name = " + ".join(d.name for d in group)
         print(json.dumps(result), file=sys.stderr)
         print(markdown_row(name, result), flush=True)
