@@ -29,7 +29,6 @@ import numpy as np
 from openeo_cloudmask.models.training import evaluate as ev
 from openeo_cloudmask.models.training import scenes as scene_io
 from openeo_cloudmask.models.training.card import MODEL_ID
-from openeo_cloudmask.models.training.teacher import teacher_probabilities, ukis_classes_as_ours
 
 COLUMNS = (
     ("synthetic cloud F1", lambda r: r["synthetic"]["cloud"]),
@@ -63,7 +62,7 @@ def held_out_data() -> tuple[list, list]:
     """The evaluation's held-out synthetic scenes, and its held-out real scenes with their teacher codes."""
     real = []
     for scene in scene_io.load_group(scene_io.HELD_OUT):
-        real.append((scene, ukis_classes_as_ours(np.argmax(teacher_probabilities(scene), axis=0), scene.nodata)))
+        real.append((scene, ev.teacher_classes(scene)))
     return ev.synthetic_test_set(48), real
 
 

@@ -146,6 +146,11 @@ def evaluate_synthetic(n_scenes: int, log) -> tuple[dict, list]:
     return result, [(dn, label, preds["ours"][i], preds["ukis_csmask"][i]) for i, (dn, label) in enumerate(test[:4])]
 
 
+def teacher_classes(scene) -> np.ndarray:
+    """The training teacher's hard answer for a real scene, as our codes (1 clear, 2 shadow, 4 cloud, 5 missing)."""
+    return ukis_classes_as_ours(np.argmax(teacher_probabilities(scene), axis=0), scene.nodata)
+
+
 def _coarse(codes: np.ndarray) -> np.ndarray:
     """Our codes on the teacher's 3-class scale: 1 clear, 2 shadow, 4 cloud (3 and 4), 5 missing."""
     out = codes.copy()
@@ -164,7 +169,7 @@ def evaluate_real(log) -> tuple[dict, dict, list]:
         ours = ours_classes(scene.dn, scene.level)
         ukis = ukis_classes(scene.dn, scene.level)
         floor = threshold_classes(scene.dn)
-        teacher = ukis_classes_as_ours(np.argmax(teacher_probabilities(scene), axis=0), nodata)
+        teacher = teacher_classes(scene)
         valid = ~nodata
         row = {}
         for name, pred in (("ours", ours), ("ukis_csmask_4band", ukis), ("threshold", floor)):
