@@ -92,6 +92,37 @@ def test_set_labels_allow_both_classes_only_near_a_visibility_threshold():
     assert not sets[3][label != 4].any()  # the semi/cloud boundary is never relaxed
 
 
+def test_shadows_come_only_from_clouds_in_view_when_off_crop_casting_is_off(monkeypatch):
+    from openeo_cloudmask.models.training import synthetic
+
+    def one_cloud_in_the_margin(rng, shape, kind):  # a thick square cloud left of the 64 px crop
+        tau = np.zeros(shape, np.float32)
+        tau[40:56, 4:14] = 30.0
+        return tau
+
+    monkeypatch.setattr(synthetic, "cloud_layer", one_cloud_in_the_margin)
+    background = _uniform_surface("vegetation", 64)
+    options = {"kinds": ["cumulus"], "nodata": False, "shadow_px": 16}
+    for azimuth_seed in range(20):  # draws until the sun puts the shadow into the crop
+        _, label = synthesize(background, np.random.default_rng(azimuth_seed), margin=16, options=options)
+        if (label == 2).any():
+            break
+    assert (label == 2).any() and not (label >= 3).any()  # a shadow whose cloud is out of view
+    _, label = synthesize(background, np.random.default_rng(azimuth_seed), margin=16, options={**options, "offcrop_shadows": False})
+    assert np.all(label == 1)
+
+
+def test_shift_is_roll_without_wrap_around():
+    from openeo_cloudmask.models.training.synthetic import shift
+
+    field = np.arange(1.0, 21.0).reshape(4, 5)
+    for dy, dx in [(1, 2), (-1, -2), (0, 0), (3, -4), (4, 0)]:
+        moved = shift(field, dy, dx)
+        kept = moved != 0
+        np.testing.assert_array_equal(moved[kept], np.roll(field, (dy, dx), axis=(0, 1))[kept])
+        assert kept.sum() == max(0, 4 - abs(dy)) * max(0, 5 - abs(dx))
+
+
 def test_unknown_relief_is_refused():
     with pytest.raises(ValueError, match="unknown relief 'shade'; use one of"):
         synthesize(_uniform_surface("water", 32), np.random.default_rng(0), margin=8, options={"relief": "shade"})

@@ -28,7 +28,9 @@ B04 B08) into a cloudy image and its exact label (codes 1..5):
   both classes within a relative tolerance of the clear/semi-transparent and
   clear/shadow thresholds, where the convention, not the physics, decides.
 * **Shadows**: the thickness field is shifted along the sun azimuth by
-  cloud height / tan(sun elevation), clamped to the crop's margin. The surface
+  cloud height / tan(sun elevation), clamped to the crop's margin. With
+  ``offcrop_shadows=False`` only clouds inside the crop cast shadows (a
+  shadow never comes without its cloud in view), clamped to ``shadow_max_px``. The surface
   keeps a band-dependent diffuse-light floor d (blue most, NIR least):
   r' = r (d + (1 - d) exp(-tau_shifted)). Label shadow (2) where the NIR
   darkening 1 - r'/r >= 0.35 and no cloud is on top.
@@ -51,6 +53,8 @@ SEMI_ALBEDO = 0.07
 SEMI_CONTRAST = 0.6
 SEMI_ALBEDO_MIN = 0.02
 SHADOW_DARKENING = 0.35
+#: Share of synthetic scenes given an L1C-like path radiance (top-of-atmosphere look).
+PATH_RADIANCE_PROBABILITY = 0.35
 ALBEDO_TAU = 6.5
 #: Share of procedural backgrounds dominated by one surface type.
 DOMINANT_COVER_PROBABILITY = 0.3
@@ -172,6 +176,13 @@ def synthesize_sets(background: np.ndarray, rng: np.random.Generator, margin: in
 
     # per layer: thickness on the canvas and its shadow shift (cloud height / tan(sun elevation))
     azimuth = rng.uniform(0, 2 * np.pi)
+    crop = (slice(margin, margin + size), slice(margin, margin + size))
+    # with offcrop_shadows False only clouds inside the crop cast shadows: a shadow always has its cloud in view
+    offcrop_shadows = options.get("offcrop_shadows", True)
+    # the longest shadow, in pixels: the margin when off-crop clouds cast (np.roll must not wrap into the crop)
+    longest = margin if offcrop_shadows else options.get("shadow_max_px", margin)
+    inside = np.zeros((canvas, canvas), np.float32)
+    inside[crop] = 1.0
     tau = np.zeros((canvas, canvas), np.float32)
     tau_shadow = np.zeros((canvas, canvas), np.float32)
     for kind in kinds:
@@ -182,11 +193,13 @@ def synthesize_sets(background: np.ndarray, rng: np.random.Generator, margin: in
             height_m = rng.uniform(500, 9000) if kind not in ("cirrus", "haze") else rng.uniform(6000, 11000)
             elevation = np.deg2rad(rng.uniform(15, 75))
             pixel_m = options.get("pixel_m", 10.0)
-            distance = min(height_m / np.tan(elevation) / pixel_m, margin)
+            distance = min(height_m / np.tan(elevation) / pixel_m, longest)
         dy, dx = int(round(distance * np.sin(azimuth))), int(round(distance * np.cos(azimuth)))
         tau += layer
-        tau_shadow += np.roll(layer, (dy, dx), axis=(0, 1))
-    crop = (slice(margin, margin + size), slice(margin, margin + size))
+        if offcrop_shadows:
+            tau_shadow += np.roll(layer, (dy, dx), axis=(0, 1))
+        else:
+            tau_shadow += shift(layer * inside, dy, dx)
     tau, tau_shadow = tau[crop], tau_shadow[crop]
 
     # shadow: direct light blocked, a band-dependent diffuse floor (bluer in shadow)
@@ -235,7 +248,7 @@ def synthesize_sets(background: np.ndarray, rng: np.random.Generator, margin: in
         sets[SHADOW - 1] |= borderline_shadow
 
     # sensor and processing variety
-    if rng.random() < 0.35:  # L1C-like path radiance, Rayleigh-shaped
+    if rng.random() < options.get("path_radiance_probability", PATH_RADIANCE_PROBABILITY):  # L1C-like, Rayleigh-shaped
         image = image + rng.uniform(0.02, 0.09) * np.array([1.0, 0.62, 0.38, 0.1], np.float32)[:, None, None]
     image = image * rng.uniform(0.93, 1.07, (4, 1, 1)) + rng.uniform(-0.006, 0.006, (4, 1, 1))
     image = image + rng.normal(0, rng.uniform(0.0, 0.004), image.shape)
@@ -249,6 +262,16 @@ def synthesize_sets(background: np.ndarray, rng: np.random.Generator, margin: in
         sets[:, border] = False
         sets[MISSING - 1, border] = True
     return dn, label, sets
+
+
+def shift(field: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``field`` moved by (dy, dx) pixels, zero where nothing moves in (np.roll without the wrap-around)."""
+    out = np.zeros_like(field)
+    h, w = field.shape
+    if abs(dy) >= h or abs(dx) >= w:
+        return out
+    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = field[max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)]
+    return out
 
 
 def downsample(image: np.ndarray, factor: int) -> np.ndarray:

@@ -27,6 +27,7 @@ import numpy as np
 from openeo_cloudmask.models.training import scenes as scene_io
 from openeo_cloudmask.models.training.card import CARD_PATH, MODEL_ID, ONNX_PATH, build_card, write_card
 from openeo_cloudmask.models.training.synthetic import (
+    PATH_RADIANCE_PROBABILITY,
     SEMI_ALBEDO,
     SEMI_ALBEDO_MIN,
     SEMI_CONTRAST,
@@ -63,6 +64,12 @@ DEFAULT_CONFIG = {
     # cloud-top relief (shade) scales the layer's "albedo" (shaded cloud also lets more surface light through)
     # or only its reflected light ("reflectance"; transmission then follows the optical thickness)
     "synthetic_relief": "albedo",
+    # True: clouds in the margin around a crop cast shadows into it (shadows up to the margin long);
+    # False: only clouds in the crop cast shadows, up to synthetic_shadow_max_px long
+    "synthetic_offcrop_shadows": True,
+    "synthetic_shadow_max_px": 64,
+    # share of synthetic crops given an L1C-like (Rayleigh-shaped) path radiance
+    "synthetic_path_radiance": PATH_RADIANCE_PROBABILITY,
     # the exported weights are an exponential moving average of the trained ones (steadier across seeds)
     "ema_decay": 0.999,
     "teacher_shadow_weight": 1.0,
@@ -144,6 +151,9 @@ class Sampler:
             "layer_tolerance": config["synthetic_layer_tolerance"],
             "shadow_tolerance": config["synthetic_shadow_tolerance"],
             "relief": config["synthetic_relief"],
+            "path_radiance_probability": config["synthetic_path_radiance"],
+            "offcrop_shadows": config["synthetic_offcrop_shadows"],
+            "shadow_max_px": config["synthetic_shadow_max_px"],
         }
 
     def synthetic(self, size: int):
