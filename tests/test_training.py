@@ -112,6 +112,19 @@ def test_shadows_come_only_from_clouds_in_view_when_off_crop_casting_is_off(monk
     assert np.all(label == 1)
 
 
+def test_water_diffuse_makes_shadows_over_water_fainter_and_leaves_land_alone():
+    options = {"kinds": ["cumulus"], "nodata": False}
+    skylit = dict(options, water_diffuse=0.5)
+    dn, label = synthesize(_uniform_surface("water"), np.random.default_rng(3), margin=16, options=options)
+    dn_sky, label_sky = synthesize(_uniform_surface("water"), np.random.default_rng(3), margin=16, options=skylit)
+    shadow = label == 2
+    assert shadow.any() and np.all(dn_sky[:, shadow] >= dn[:, shadow])  # shadowed water keeps its skylight
+    assert (label_sky == 2).sum() < shadow.sum() and np.all(shadow[label_sky == 2])  # only the darkest stay shadow
+    land = _uniform_surface("vegetation")
+    for a, b in zip(synthesize(land, np.random.default_rng(3), 16, options), synthesize(land, np.random.default_rng(3), 16, skylit)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_shift_is_roll_without_wrap_around():
     from openeo_cloudmask.models.training.synthetic import shift
 

@@ -33,7 +33,9 @@ B04 B08) into a cloudy image and its exact label (codes 1..5):
   shadow never comes without its cloud in view), clamped to ``shadow_max_px``. The surface
   keeps a band-dependent diffuse-light floor d (blue most, NIR least):
   r' = r (d + (1 - d) exp(-tau_shifted)). Label shadow (2) where the NIR
-  darkening 1 - r'/r >= 0.35 and no cloud is on top.
+  darkening 1 - r'/r >= 0.35 and no cloud is on top. Over water (NDWI from
+  0 to 0.3) ``water_diffuse`` raises the floor towards 1: there much of the
+  signal is skylight, which the shadow does not block.
 * **Nodata**: with some probability a straight orbit-edge-like border sets all
   bands to 0 and the label to 5.
 * **Sensor/processing variety**: per-band gain and offset jitter, an L1C-like
@@ -56,6 +58,8 @@ SHADOW_DARKENING = 0.35
 #: Share of synthetic scenes given an L1C-like path radiance (top-of-atmosphere look).
 PATH_RADIANCE_PROBABILITY = 0.35
 ALBEDO_TAU = 6.5
+#: NDWI (B03 - B08) / (B03 + B08) from which a surface counts as open water (for ``water_diffuse``).
+WATER_NDWI = 0.3
 #: Share of procedural backgrounds dominated by one surface type.
 DOMINANT_COVER_PROBABILITY = 0.3
 CLOUD_KINDS = ("cumulus", "stratus", "fragmented", "cirrus", "haze")
@@ -205,8 +209,14 @@ def synthesize_sets(background: np.ndarray, rng: np.random.Generator, margin: in
     # shadow: direct light blocked, a band-dependent diffuse floor (bluer in shadow)
     diffuse = np.array([rng.uniform(0.3, 0.5), rng.uniform(0.22, 0.4), rng.uniform(0.17, 0.33), rng.uniform(0.08, 0.25)], np.float32)
     direct = np.exp(-tau_shadow)[None]
-    surface = background * (diffuse[:, None, None] + (1 - diffuse[:, None, None]) * direct)
-    darkening_nir = 1.0 - (diffuse[3] + (1 - diffuse[3]) * direct[0])
+    floor = np.broadcast_to(diffuse[:, None, None], background.shape)
+    water_diffuse = options.get("water_diffuse", 0.0)
+    if water_diffuse > 0:  # over water much of the signal is skylight, which a cloud's shadow does not block
+        ndwi = (background[1] - background[3]) / (background[1] + background[3] + 1e-6)
+        wet = np.clip(ndwi / WATER_NDWI, 0.0, 1.0)[None]
+        floor = floor + (1 - floor) * water_diffuse * wet
+    surface = background * (floor + (1 - floor) * direct)
+    darkening_nir = 1.0 - (floor[3] + (1 - floor[3]) * direct[0])
 
     # cloud: adding formula with a textured, nearly grey albedo
     albedo = tau / (tau + ALBEDO_TAU)

@@ -68,6 +68,8 @@ DEFAULT_CONFIG = {
     # False: only clouds in the crop cast shadows, up to synthetic_shadow_max_px long
     "synthetic_offcrop_shadows": True,
     "synthetic_shadow_max_px": 64,
+    # over open water this share of the direct light's part stays in shadow (skylight); 0 = as over land
+    "synthetic_water_diffuse": 0.0,
     # share of synthetic crops given an L1C-like (Rayleigh-shaped) path radiance
     "synthetic_path_radiance": PATH_RADIANCE_PROBABILITY,
     # the exported weights are an exponential moving average of the trained ones (steadier across seeds)
@@ -154,6 +156,7 @@ class Sampler:
             "path_radiance_probability": config["synthetic_path_radiance"],
             "offcrop_shadows": config["synthetic_offcrop_shadows"],
             "shadow_max_px": config["synthetic_shadow_max_px"],
+            "water_diffuse": config["synthetic_water_diffuse"],
         }
 
     def synthetic(self, size: int):
