@@ -155,7 +155,9 @@ def synthesize(background: np.ndarray, rng: np.random.Generator, margin: int = 6
     shadows outside it). ``options`` can force ``kinds`` (list of cloud kinds),
     ``nodata`` (bool), ``shadow_px`` (shadow distance) for tests, and the semi-transparent threshold
     (:func:`semi_threshold`): ``semi_albedo`` (the albedo from which a layer over a bright surface counts),
-    ``semi_contrast`` and ``semi_albedo_min`` (over dark surfaces).
+    ``semi_contrast`` and ``semi_albedo_min`` (over dark surfaces); and, for training experiments,
+    ``offcrop_shadows`` / ``shadow_max_px`` (which clouds cast shadows, and how far), ``water_diffuse``
+    (skylight in shadows over water) and ``path_radiance_probability`` (the share given an L1C look).
     """
     dn, label, _ = synthesize_sets(background, rng, margin, options)
     return dn, label
