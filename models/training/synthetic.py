@@ -187,8 +187,6 @@ def synthesize_sets(background: np.ndarray, rng: np.random.Generator, margin: in
     offcrop_shadows = options.get("offcrop_shadows", True)
     # the longest shadow, in pixels: the margin when off-crop clouds cast (np.roll must not wrap into the crop)
     longest = margin if offcrop_shadows else options.get("shadow_max_px", margin)
-    inside = np.zeros((canvas, canvas), np.float32)
-    inside[crop] = 1.0
     tau = np.zeros((canvas, canvas), np.float32)
     tau_shadow = np.zeros((canvas, canvas), np.float32)
     for kind in kinds:
@@ -205,7 +203,9 @@ def synthesize_sets(background: np.ndarray, rng: np.random.Generator, margin: in
         if offcrop_shadows:
             tau_shadow += np.roll(layer, (dy, dx), axis=(0, 1))
         else:
-            tau_shadow += shift(layer * inside, dy, dx)
+            in_view = np.zeros_like(layer)
+            in_view[crop] = layer[crop]
+            tau_shadow += shift(in_view, dy, dx)
     tau, tau_shadow = tau[crop], tau_shadow[crop]
 
     # shadow: direct light blocked, a band-dependent diffuse floor (bluer in shadow)
