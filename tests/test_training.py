@@ -228,18 +228,45 @@ def test_scenes_load_bands_by_name():
     assert stack[0].s2cloudless_probability.shape == (101, 100)
 
 
-def test_network_exports_to_onnx_matching_torch(tmp_path):
+@pytest.mark.parametrize("head, hidden", [("plain", 0), ("pixel", 0), ("pixel", 4)])
+def test_network_exports_to_onnx_matching_torch(tmp_path, head, hidden):
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
     from openeo_cloudmask.models.training.export import check_against_torch, export_onnx
     from openeo_cloudmask.models.training.network import CloudMaskNet, measure_receptive_field
 
     torch.manual_seed(0)
-    model = CloudMaskNet(widths=(8, 8, 8, 8)).eval()
+    model = CloudMaskNet(widths=(8, 8, 8, 8), head=head, head_hidden=hidden).eval()
+    model.make_missing_a_rule()
     path = export_onnx(model, tmp_path / "net.onnx", size=64)
     assert check_against_torch(model, path) < 1e-4
     assert model.size_multiple == 32
     assert measure_receptive_field(model, size=512) >= 128
+    dn = torch.full((1, 4, 64, 64), 300.0)
+    dn[..., :8, :8] = 0
+    with torch.no_grad():
+        codes = model(dn).argmax(dim=1)[0] + 1
+    assert (codes[:8, :8] == 5).all() and (codes[8:, 8:] != 5).all()  # missing only where every band is 0
+
+
+def test_pixel_head_tells_a_pixel_from_its_block_neighbours():
+    torch = pytest.importorskip("torch")
+    from openeo_cloudmask.models.training.network import CloudMaskNet
+
+    torch.manual_seed(0)
+    dn = torch.full((1, 4, 64, 64), 800.0)
+    brighter = dn.clone()
+    brighter[..., 33, 33] = 6000.0  # one pixel of the 4x4 block at rows/cols 32..35
+    for head, moves_alone in (("plain", False), ("pixel", True)):
+        model = CloudMaskNet(widths=(8, 8, 8, 8), head=head).eval()
+        with torch.no_grad():
+            change = (model.logits(brighter) - model.logits(dn)).abs().sum(dim=1)[0]
+        # the plain head shifts a whole block together (one quarter-resolution cell); the pixel head the pixel alone
+        block = change[32:36, 32:36].clone()
+        own = float(block[1, 1])
+        block[1, 1] = 0
+        ratio = own / float(block.max())
+        assert (ratio > 10) if moves_alone else (ratio < 2), (head, ratio)
 
 
 def test_set_loss_prefers_allowed_classes():

@@ -95,11 +95,55 @@ class SeparableBlock(nn.Module):
         return F.relu(x + self.pointwise(F.relu(self.depthwise(x))))
 
 
-class CloudMaskNet(nn.Module):
-    """Quarter-resolution U-Net; ``widths`` are the channels at 1/4, 1/8, 1/16 and 1/32 resolution."""
+class PixelHead(nn.Module):
+    """Full-resolution head: a pixel's logits from its quarter-resolution context *and* its own DN.
 
-    def __init__(self, widths=(24, 32, 48, 64), n_classes: int = 5, stem: int = 4):
+    The plain head gives the 16 pixels of a 4x4 block their logits from one
+    cell's features, into which the stem has squeezed the block's 64 values,
+    so a pixel is hardly told apart from its block neighbours by its own
+    brightness. Yet cloud / semi-transparent boundaries run through blocks:
+    in the synthetic test set, 79 % of v1.2.0's cloud errors lie in 4x4
+    blocks of mixed truth, and its cloud F1 is 0.97 in uniform blocks but
+    0.68 in mixed ones. Here a 1x1 convolution of the pixel's reflectance is
+    added to the context logits (``hidden`` 0: each class's logit shifts
+    linearly with the pixel's bands, the context sets the threshold), or to
+    ``hidden`` context features followed by a ReLU and a 1x1 convolution.
+    """
+
+    def __init__(self, channels: int, n_classes: int, factor: int, hidden: int = 0):
         super().__init__()
+        self.hidden = hidden
+        width = hidden or n_classes
+        self.context = nn.ConvTranspose2d(channels, width, factor, stride=factor)
+        self.pixel = nn.Conv2d(4, width, 1, bias=False)
+        self.out = nn.Conv2d(hidden, n_classes, 1) if hidden else None
+
+    def forward(self, features: torch.Tensor, dn: torch.Tensor) -> torch.Tensor:
+        mixed = self.context(features) + self.pixel(dn * DN_SCALE)
+        return self.out(F.relu(mixed)) if self.out is not None else mixed
+
+    def make_missing_a_rule(self) -> None:
+        if self.out is not None:
+            self.out.weight[-1] = 0.0
+            self.out.bias[-1] = -30.0
+        else:
+            self.context.weight[:, -1] = 0.0
+            self.context.bias[-1] = -30.0
+            self.pixel.weight[-1] = 0.0
+
+
+class CloudMaskNet(nn.Module):
+    """Quarter-resolution U-Net; ``widths`` are the channels at 1/4, 1/8, 1/16 and 1/32 resolution.
+
+    ``head`` "plain" ends in a transposed convolution of the quarter-resolution features; "pixel" in a
+    :class:`PixelHead` with ``head_hidden`` hidden channels (0: linear in the pixel's bands).
+    """
+
+    def __init__(self, widths=(24, 32, 48, 64), n_classes: int = 5, stem: int = 4, head: str = "plain",
+                 head_hidden: int = 0):
+        super().__init__()
+        if head not in ("plain", "pixel"):
+            raise ValueError(f"head must be 'plain' or 'pixel', not {head!r}")
         self.stem_factor = stem
         self.n_classes = n_classes
         w0, w1, w2, w3 = widths
@@ -119,7 +163,10 @@ class CloudMaskNet(nn.Module):
         self.dec0 = SeparableBlock(w0)
         # A transposed convolution with kernel = stride = 4 equals a 1x1 conv to K*16 channels plus a
         # depth-to-space, in one fast op: each full-resolution pixel gets its own logits.
-        self.head = nn.ConvTranspose2d(w0, n_classes, stem, stride=stem)
+        if head == "pixel":
+            self.head = PixelHead(w0, n_classes, stem, head_hidden)
+        else:
+            self.head = nn.ConvTranspose2d(w0, n_classes, stem, stride=stem)
         onehot = torch.zeros(1, n_classes, 1, 1)
         onehot[0, -1] = 60.0
         self.register_buffer("missing_onehot", onehot, persistent=False)
@@ -137,7 +184,7 @@ class CloudMaskNet(nn.Module):
         d2 = self.dec2(F.relu(e2 + F.interpolate(self.up2(e3), scale_factor=2.0, mode="nearest")))
         d1 = self.dec1(F.relu(e1 + F.interpolate(self.up1(d2), scale_factor=2.0, mode="nearest")))
         d0 = self.dec0(F.relu(e0 + F.interpolate(self.up0(d1), scale_factor=2.0, mode="nearest")))
-        return self.head(d0)
+        return self.head(d0, dn) if isinstance(self.head, PixelHead) else self.head(d0)
 
     def forward(self, dn: torch.Tensor) -> torch.Tensor:
         """Probabilities as exported. Class 5 (missing) is a rule, not a guess: after training,
@@ -148,12 +195,16 @@ class CloudMaskNet(nn.Module):
 
     def make_missing_a_rule(self) -> None:
         with torch.no_grad():
-            self.head.weight[:, -1] = 0.0
-            self.head.bias[-1] = -30.0
+            if isinstance(self.head, PixelHead):
+                self.head.make_missing_a_rule()
+            else:
+                self.head.weight[:, -1] = 0.0
+                self.head.bias[-1] = -30.0
 
 
 def build_network(config: dict) -> CloudMaskNet:
-    return CloudMaskNet(widths=tuple(config["widths"]), stem=config.get("stem", 4))
+    return CloudMaskNet(widths=tuple(config["widths"]), stem=config.get("stem", 4), head=config.get("head", "plain"),
+                        head_hidden=config.get("head_hidden", 0))
 
 
 def count_parameters(model: nn.Module) -> int:

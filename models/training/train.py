@@ -45,6 +45,10 @@ DEFAULT_CONFIG = {
     "max_steps": 4000,
     "widths": [24, 48, 80, 128],
     "stem": 4,
+    # "plain": logits from the quarter-resolution features; "pixel": plus a 1x1 convolution of each pixel's own
+    # bands (network.PixelHead), with head_hidden hidden channels (0: linear)
+    "head": "plain",
+    "head_hidden": 0,
     "crop": 192,
     "batch": 12,
     "synthetic_fraction": 0.5,
