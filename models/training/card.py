@@ -81,12 +81,19 @@ DATA_SOURCES = (
 
 def build_card(config: dict, tiling: dict, normalisation: str, teacher: str, onnx_path: Path = ONNX_PATH) -> dict:
     """The card as a dict, validated, with empty metrics; ``onnx_sha256`` is the hash of ``onnx_path``."""
+    head = "transposed-convolution head"
+    if config.get("head", "plain") == "pixel":
+        hidden = config.get("head_hidden", 0)
+        head = (
+            "full-resolution head that adds each pixel's own bands (a 1x1 convolution) to its transposed-convolution "
+            + (f"context features, {hidden} hidden channels" if hidden else "context logits")
+        )
     card = {
         "id": MODEL_ID,
         "version": config["version"],
         "description": (
             "Compact U-Net (4x4 stride-4 stem, quarter-resolution encoder-decoder with depthwise-separable "
-            "residual blocks, transposed-convolution head) that classifies every Sentinel-2 pixel into "
+            f"residual blocks, {head}) that classifies every Sentinel-2 pixel into "
             "KappaMask codes 1 clear, 2 cloud shadow, 3 semi-transparent cloud, 4 cloud, 5 missing from "
             "B02, B03, B04, B08 at 10 m (trained on 10-30 m, L1C and L2A). Trained on synthetic clouds and "
             "shadows over real clear-sky backgrounds plus ukis-csmask ensemble teacher labels on real scenes."

@@ -39,6 +39,17 @@ NORMALISATION_TEXT = (
     f"{list(LOG_MEAN)} and std {list(LOG_STD)} (B02, B03, B04, B08). DN 0 in all bands is nodata; "
     "the network was trained to give class 5 there"
 )
+#: Appended to NORMALISATION_TEXT for a network with the pixel head.
+PIXEL_HEAD_NORMALISATION_TEXT = (
+    "; (c) the pixel head: each pixel's reflectance = DN / 10000 feeds a 1x1 convolution (the scale folded into "
+    "its weights)"
+)
+
+
+def normalisation_text(config: dict) -> str:
+    """How the graph normalises its input, for the model card."""
+    extra = PIXEL_HEAD_NORMALISATION_TEXT if config.get("head", "plain") == "pixel" else ""
+    return NORMALISATION_TEXT + extra
 
 
 class Stem(nn.Module):
@@ -119,7 +130,7 @@ class PixelHead(nn.Module):
         self.out = nn.Conv2d(hidden, n_classes, 1) if hidden else None
 
     def forward(self, features: torch.Tensor, dn: torch.Tensor) -> torch.Tensor:
-        mixed = self.context(features) + self.pixel(dn * DN_SCALE)
+        mixed = self.context(features) + F.conv2d(dn, self.pixel.weight * DN_SCALE)  # scale folded: no full-res Mul
         return self.out(F.relu(mixed)) if self.out is not None else mixed
 
     def make_missing_a_rule(self) -> None:

@@ -232,13 +232,7 @@ def load_training_data(log) -> tuple[list, list, list]:
 def train(config: dict, out_dir: Path, log=print) -> dict:
     import torch
 
-    from openeo_cloudmask.models.training.export import check_against_torch, export_onnx
-    from openeo_cloudmask.models.training.network import (
-        NORMALISATION_TEXT,
-        build_network,
-        count_parameters,
-        measure_receptive_field,
-    )
+    from openeo_cloudmask.models.training.network import build_network
 
     torch.set_num_threads(config["torch_threads"])
     torch.manual_seed(config["seed"])
@@ -294,7 +288,7 @@ def finish(model, config: dict, out_dir: Path, steps: int, minutes: float, final
     import torch
 
     from openeo_cloudmask.models.training.export import check_against_torch, export_onnx
-    from openeo_cloudmask.models.training.network import NORMALISATION_TEXT, count_parameters, measure_receptive_field
+    from openeo_cloudmask.models.training.network import count_parameters, measure_receptive_field, normalisation_text
 
     model.eval()
     model.make_missing_a_rule()  # dark valid pixels must never be "missing" (seen on a dark held-out chip)
@@ -326,7 +320,7 @@ def finish(model, config: dict, out_dir: Path, steps: int, minutes: float, final
         "recommended_overlap": config["recommended_overlap"],
         "recommended_chunk": config["recommended_chunk"],
     }
-    card = build_card(record, tiling, NORMALISATION_TEXT, TEACHER_DESCRIPTION, onnx_path)
+    card = build_card(record, tiling, normalisation_text(config), TEACHER_DESCRIPTION, onnx_path)
     write_card(card, out_dir / CARD_PATH.name)
     log(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.2f} MB, onnx-vs-torch {diff:.1e}) and its card")
     return record
