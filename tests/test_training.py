@@ -228,7 +228,7 @@ def test_scenes_load_bands_by_name():
     assert stack[0].s2cloudless_probability.shape == (101, 100)
 
 
-@pytest.mark.parametrize("head, hidden", [("plain", 0), ("pixel", 0), ("pixel", 4)])
+@pytest.mark.parametrize("head, hidden", [("plain", 0), ("pixel", 0), ("pixel", 4), ("block", 0), ("block", 16)])
 def test_network_exports_to_onnx_matching_torch(tmp_path, head, hidden):
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")

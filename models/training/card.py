@@ -81,13 +81,14 @@ DATA_SOURCES = (
 
 def build_card(config: dict, tiling: dict, normalisation: str, teacher: str, onnx_path: Path = ONNX_PATH) -> dict:
     """The card as a dict, validated, with empty metrics; ``onnx_sha256`` is the hash of ``onnx_path``."""
-    head = "transposed-convolution head"
-    if config.get("head", "plain") == "pixel":
-        hidden = config.get("head_hidden", 0)
-        head = (
-            "full-resolution head that adds each pixel's own bands (a 1x1 convolution) to its transposed-convolution "
-            + (f"context features, {hidden} hidden channels" if hidden else "context logits")
-        )
+    kind, hidden = config.get("head", "plain"), config.get("head_hidden", 0)
+    head = {
+        "plain": "transposed-convolution head",
+        "pixel": "full-resolution head that adds each pixel's own bands (a 1x1 convolution) to its "
+        + (f"context features, {hidden} hidden channels" if hidden else "context logits"),
+        "block": "transposed-convolution head that sees the context and the raw 4x4 block of every cell"
+        + (f" through {hidden} hidden units" if hidden else ""),
+    }[kind]
     card = {
         "id": MODEL_ID,
         "version": config["version"],

@@ -39,17 +39,18 @@ NORMALISATION_TEXT = (
     f"{list(LOG_MEAN)} and std {list(LOG_STD)} (B02, B03, B04, B08). DN 0 in all bands is nodata; "
     "the network was trained to give class 5 there"
 )
-#: Appended to NORMALISATION_TEXT for a network with the pixel head.
-PIXEL_HEAD_NORMALISATION_TEXT = (
-    "; (c) the pixel head: each pixel's reflectance = DN / 10000 feeds a 1x1 convolution (the scale folded into "
-    "its weights)"
-)
+#: Appended to NORMALISATION_TEXT for a network with a pixel or block head.
+HEAD_NORMALISATION_TEXT = {
+    "pixel": "; (c) the pixel head: each pixel's reflectance = DN / 10000 feeds a 1x1 convolution (the scale "
+    "folded into its weights)",
+    "block": "; (c) the block head: the reflectance = DN / 10000 of each 4x4 block's 16 pixels (space-to-depth) "
+    "joins the quarter-resolution features (the scale folded into the next weights)",
+}
 
 
 def normalisation_text(config: dict) -> str:
     """How the graph normalises its input, for the model card."""
-    extra = PIXEL_HEAD_NORMALISATION_TEXT if config.get("head", "plain") == "pixel" else ""
-    return NORMALISATION_TEXT + extra
+    return NORMALISATION_TEXT + HEAD_NORMALISATION_TEXT.get(config.get("head", "plain"), "")
 
 
 class Stem(nn.Module):
@@ -143,18 +144,56 @@ class PixelHead(nn.Module):
             self.pixel.weight[-1] = 0.0
 
 
+class BlockHead(nn.Module):
+    """Full-resolution logits from the quarter-resolution context *and* the raw 4x4 block of each cell.
+
+    Like :class:`PixelHead` it gives every pixel access to its own bands, but
+    all the work stays at quarter resolution, where onnxruntime is fast: the
+    block's 64 raw values (space-to-depth, reflectance) join the context
+    features, optionally through ``hidden`` ReLU units (a per-block MLP), and
+    one transposed convolution with kernel = stride = 4 gives each of the 16
+    pixels its own logits from them. So a pixel's logits are a function of
+    its own value, its block neighbours' and the context.
+    """
+
+    def __init__(self, channels: int, n_classes: int, factor: int, hidden: int = 0):
+        super().__init__()
+        self.factor = factor
+        raw = 4 * factor * factor
+        scale = torch.cat([torch.ones(channels), torch.full((raw,), DN_SCALE)])
+        self.register_buffer("scale", scale, persistent=False)  # folded into the weights: no Mul in the graph
+        self.mix = nn.Conv2d(channels + raw, hidden, 1) if hidden else None
+        self.out = nn.ConvTranspose2d(channels + (hidden or raw), n_classes, factor, stride=factor)
+
+    def forward(self, features: torch.Tensor, dn: torch.Tensor) -> torch.Tensor:
+        z = torch.cat([features, F.pixel_unshuffle(dn, self.factor)], dim=1)
+        if self.mix is not None:
+            hidden = F.conv2d(z, self.mix.weight * self.scale.view(1, -1, 1, 1), self.mix.bias)
+            return self.out(torch.cat([features, F.relu(hidden)], dim=1))
+        weight = self.out.weight * self.scale.view(-1, 1, 1, 1)
+        return F.conv_transpose2d(z, weight, self.out.bias, stride=self.factor)
+
+    def make_missing_a_rule(self) -> None:
+        self.out.weight[:, -1] = 0.0
+        self.out.bias[-1] = -30.0
+
+
+HEADS = {"pixel": PixelHead, "block": BlockHead}
+
+
 class CloudMaskNet(nn.Module):
     """Quarter-resolution U-Net; ``widths`` are the channels at 1/4, 1/8, 1/16 and 1/32 resolution.
 
     ``head`` "plain" ends in a transposed convolution of the quarter-resolution features; "pixel" in a
-    :class:`PixelHead` with ``head_hidden`` hidden channels (0: linear in the pixel's bands).
+    :class:`PixelHead`, "block" in a :class:`BlockHead`, with ``head_hidden`` hidden channels (0: linear in
+    the pixels' bands).
     """
 
     def __init__(self, widths=(24, 32, 48, 64), n_classes: int = 5, stem: int = 4, head: str = "plain",
                  head_hidden: int = 0):
         super().__init__()
-        if head not in ("plain", "pixel"):
-            raise ValueError(f"head must be 'plain' or 'pixel', not {head!r}")
+        if head != "plain" and head not in HEADS:
+            raise ValueError(f"head must be 'plain', {', '.join(map(repr, HEADS))}, not {head!r}")
         self.stem_factor = stem
         self.n_classes = n_classes
         w0, w1, w2, w3 = widths
@@ -174,8 +213,8 @@ class CloudMaskNet(nn.Module):
         self.dec0 = SeparableBlock(w0)
         # A transposed convolution with kernel = stride = 4 equals a 1x1 conv to K*16 channels plus a
         # depth-to-space, in one fast op: each full-resolution pixel gets its own logits.
-        if head == "pixel":
-            self.head = PixelHead(w0, n_classes, stem, head_hidden)
+        if head in HEADS:
+            self.head = HEADS[head](w0, n_classes, stem, head_hidden)
         else:
             self.head = nn.ConvTranspose2d(w0, n_classes, stem, stride=stem)
         onehot = torch.zeros(1, n_classes, 1, 1)
@@ -195,7 +234,7 @@ class CloudMaskNet(nn.Module):
         d2 = self.dec2(F.relu(e2 + F.interpolate(self.up2(e3), scale_factor=2.0, mode="nearest")))
         d1 = self.dec1(F.relu(e1 + F.interpolate(self.up1(d2), scale_factor=2.0, mode="nearest")))
         d0 = self.dec0(F.relu(e0 + F.interpolate(self.up0(d1), scale_factor=2.0, mode="nearest")))
-        return self.head(d0, dn) if isinstance(self.head, PixelHead) else self.head(d0)
+        return self.head(d0) if isinstance(self.head, nn.ConvTranspose2d) else self.head(d0, dn)
 
     def forward(self, dn: torch.Tensor) -> torch.Tensor:
         """Probabilities as exported. Class 5 (missing) is a rule, not a guess: after training,
@@ -206,7 +245,7 @@ class CloudMaskNet(nn.Module):
 
     def make_missing_a_rule(self) -> None:
         with torch.no_grad():
-            if isinstance(self.head, PixelHead):
+            if not isinstance(self.head, nn.ConvTranspose2d):
                 self.head.make_missing_a_rule()
             else:
                 self.head.weight[:, -1] = 0.0

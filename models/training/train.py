@@ -46,7 +46,8 @@ DEFAULT_CONFIG = {
     "widths": [24, 48, 80, 128],
     "stem": 4,
     # "plain": logits from the quarter-resolution features; "pixel": plus a 1x1 convolution of each pixel's own
-    # bands (network.PixelHead), with head_hidden hidden channels (0: linear)
+    # bands (network.PixelHead); "block": from the features and each cell's raw 4x4 block (network.BlockHead);
+    # head_hidden hidden channels (0: linear)
     "head": "plain",
     "head_hidden": 0,
     "crop": 192,
