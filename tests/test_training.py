@@ -365,3 +365,13 @@ def test_compare_offsets_shift_the_decision_and_bad_arguments_are_refused(tmp_pa
         with pytest.raises(SystemExit) as exit_info:
             compare.main(argv)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_mixed_blocks_marks_the_cells_that_hold_a_class_boundary():
+    from openeo_cloudmask.models.training.compare import mixed_blocks
+
+    label = np.ones((9, 8), np.uint8)
+    label[:, 6:] = 4  # a boundary inside the second column of 4x4 cells
+    mixed = mixed_blocks(label)
+    assert mixed[:8, 4:].all() and not mixed[:8, :4].any()
+    assert not mixed[8].any()  # the partial bottom row counts as uniform

@@ -10,6 +10,9 @@ distillation or shipping several models would aim for). ``--log-offsets`` adds
 per-class constants to the log-probabilities (codes 1..5) before the argmax: a
 decision prior, to see how far a threshold shift alone moves each score.
 
+The JSON also splits synthetic cloud F1 by whether a pixel's 4x4 block (the
+network's quarter-resolution cell) is one class in the truth or mixed.
+
 It uses the same data as ``evaluate.py`` (the 48 held-out synthetic scenes, the
 weak-label chips, the held-out real scenes and their teacher) and the same
 engine, without the peers, speed or figures: under 20 s per model on idle cores. Prints
@@ -58,6 +61,17 @@ def classes(probs: np.ndarray, log_offsets=None) -> np.ndarray:
     return (np.argmax(scores, axis=0) + 1).astype(np.uint8)
 
 
+def mixed_blocks(label: np.ndarray, size: int = 4) -> np.ndarray:
+    """True for every pixel whose ``size`` x ``size`` block (the network's quarter-resolution cell) holds more than
+    one truth class; pixels of a partial block at the right or bottom edge count as uniform."""
+    h, w = (label.shape[0] // size) * size, (label.shape[1] // size) * size
+    cells = label[:h, :w].reshape(h // size, size, w // size, size)
+    mixed = cells.min(axis=(1, 3)) != cells.max(axis=(1, 3))
+    out = np.zeros(label.shape, bool)
+    out[:h, :w] = np.repeat(np.repeat(mixed, size, axis=0), size, axis=1)
+    return out
+
+
 def held_out_data() -> tuple[list, list]:
     """The evaluation's held-out synthetic scenes, and its held-out real scenes with their teacher codes."""
     real = []
@@ -80,6 +94,13 @@ def score(model_dirs: list, log_offsets=None, data=None) -> dict:
     truth = np.concatenate([label.ravel() for _, label in test])
     pred = np.concatenate([predict(dn).ravel() for dn, _ in test])
     synthetic = {name: s["f1"] for name, s in ev.per_class(truth, pred).items()}
+    # cloud F1 where a 4x4 cell is one class in truth and where it is mixed (boundaries inside a cell)
+    mixed = np.concatenate([mixed_blocks(label).ravel() for _, label in test])
+    by_block = {
+        "mixed_share": round(float(mixed.mean()), 4),
+        "uniform": ev.scores(truth[~mixed] == 4, pred[~mixed] == 4)["f1"],
+        "mixed": ev.scores(truth[mixed] == 4, pred[mixed] == 4)["f1"],
+    }
     weak_truth, weak_pred, chips, agreement, l1c = [], [], {}, {}, None
     for scene, teacher in real:
         valid = ~scene.nodata
@@ -97,6 +118,7 @@ def score(model_dirs: list, log_offsets=None, data=None) -> dict:
         "models": [str(d) for d in model_dirs],
         "log_offsets": log_offsets,
         "synthetic": synthetic,
+        "synthetic_cloud_f1_by_4x4_block": by_block,
         "weak_labels": weak,
         "weak_label_chips": chips,
         "l1c_cloud_f1_vs_s2cloudless": l1c,
