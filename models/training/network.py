@@ -14,7 +14,11 @@ the network never convolves at full resolution:
   several hundred pixels (shadows lie hundreds of metres from their cloud);
 * the head, a transposed convolution with kernel = stride = 4, gives every
   full-resolution pixel its own 5 logits from its quarter-resolution cell;
-  the softmax is written as exp / sum (fast in onnxruntime).
+  the softmax is written as exp / sum (fast in onnxruntime);
+* optionally (``head`` "pixel", not yet shipped) a 1x1 map of each pixel's own
+  bands is added to those logits, the one full-resolution convolution: the
+  plain head cannot place a boundary that runs through a cell (see
+  :class:`PixelHead` and models/EXPERIMENTS.md).
 
 Only torch is imported here; the runtime never needs this file.
 """
@@ -134,7 +138,7 @@ class PixelHead(nn.Module):
         weight = self.pixel.weight * DN_SCALE  # the scale folded into the weights: no full-resolution Mul
         if self.out is None:
             # the same 1x1 map written as a transposed convolution: onnxruntime then keeps the NCHW layout
-            # instead of reordering the tensors for its blocked Conv (5 % faster end to end, measured)
+            # instead of reordering the tensors for its blocked Conv (4-13 % faster end to end, measured)
             return self.context(features) + F.conv_transpose2d(dn, weight.transpose(0, 1))
         return self.out(F.relu(self.context(features) + F.conv2d(dn, weight)))
 
