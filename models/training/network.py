@@ -128,7 +128,6 @@ class PixelHead(nn.Module):
 
     def __init__(self, channels: int, n_classes: int, factor: int, hidden: int = 0):
         super().__init__()
-        self.hidden = hidden
         width = hidden or n_classes
         self.context = nn.ConvTranspose2d(channels, width, factor, stride=factor)
         self.pixel = nn.Conv2d(4, width, 1, bias=False)
