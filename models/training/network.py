@@ -1,24 +1,26 @@
 """The cloud-mask network: a quarter-resolution U-Net behind a 4x4 space-to-depth stem.
 
-Speed is a hard requirement (>= 10 Mpx/s on two CPU cores in onnxruntime), so
-the network never convolves at full resolution:
+Speed is a hard requirement (at least 50x ukis-csmask on two CPU cores in
+onnxruntime), so the network never convolves at full resolution:
 
-* the graph starts with the normalisation (``log1p`` of reflectance, then a
-  per-band standardisation) and a validity channel (1 where any band is
-  non-zero), so the ONNX file takes raw digital numbers;
+* the graph starts with the normalisation (see :class:`Stem`: reflectance
+  and the log of each 4x4 block's mean, per-band standardised), so the ONNX
+  file takes raw digital numbers;
 * a 4x4 space-to-depth stem folds every pixel of a 4x4 block into channels:
   no pixel is thrown away, the first convolution already runs at 1/16 of
   the pixels;
 * a small U-Net with depthwise-separable residual blocks runs at 1/4, 1/8,
   1/16 and 1/32 resolution; the deepest level gives a receptive field of
   several hundred pixels (shadows lie hundreds of metres from their cloud);
-* the head, a transposed convolution with kernel = stride = 4, gives every
-  full-resolution pixel its own 5 logits from its quarter-resolution cell;
-  the softmax is written as exp / sum (fast in onnxruntime);
-* optionally (``head`` "pixel", not yet shipped) a 1x1 map of each pixel's own
-  bands is added to those logits, the one full-resolution convolution: the
-  plain head cannot place a boundary that runs through a cell (see
-  :class:`PixelHead` and models/EXPERIMENTS.md).
+* the plain head, a transposed convolution with kernel = stride = 4, gives
+  every full-resolution pixel its own 5 logits from its quarter-resolution
+  cell; the softmax is written as exp / sum (fast in onnxruntime);
+* the pixel head (``head`` "pixel", shipped from v1.3.0) also feeds each
+  pixel's own bands through a 1x1 map, the only full-resolution arithmetic
+  besides the softmax: the plain head cannot place a boundary that runs
+  through a cell (see :class:`PixelHead` and models/EXPERIMENTS.md). It
+  carries the nodata rule inside that map, so with 4 hidden units it runs at
+  the plain head's speed.
 
 Only torch is imported here; the runtime never needs this file.
 """

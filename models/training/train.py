@@ -40,7 +40,7 @@ from openeo_cloudmask.models.training.teacher import TEACHER_DESCRIPTION, member
 CONFIG_PATH = Path(__file__).resolve().parent / "config.json"
 
 DEFAULT_CONFIG = {
-    "version": "1.2.0",
+    "version": "1.3.0",
     "seed": 20260101,
     "max_steps": 4000,
     "widths": [24, 48, 80, 128],
@@ -48,8 +48,8 @@ DEFAULT_CONFIG = {
     # "plain": logits from the quarter-resolution features; "pixel": plus a 1x1 convolution of each pixel's own
     # bands (network.PixelHead); "block": from the features and each cell's raw 4x4 block (network.BlockHead);
     # head_hidden hidden channels (0: linear)
-    "head": "plain",
-    "head_hidden": 0,
+    "head": "pixel",
+    "head_hidden": 4,
     "crop": 192,
     "batch": 12,
     "synthetic_fraction": 0.5,
@@ -71,7 +71,7 @@ DEFAULT_CONFIG = {
     "synthetic_relief": "albedo",
     # True: clouds in the margin around a crop cast shadows into it (shadows up to the margin long);
     # False: only clouds in the crop cast shadows, up to synthetic_shadow_max_px long
-    "synthetic_offcrop_shadows": True,
+    "synthetic_offcrop_shadows": False,
     "synthetic_shadow_max_px": 64,
     # over open water this share of the direct light's part stays in shadow (skylight); 0 = as over land
     "synthetic_water_diffuse": 0.0,
@@ -101,8 +101,9 @@ DEFAULT_CONFIG = {
     "recommended_overlap": 256,
     "recommended_chunk": 512,
     "min_tile_size": 64,
-    # the torch weights stay outside the repository (only the ONNX file ships)
-    "checkpoint": "/tmp/openeo_cloudmask_checkpoint_seed{seed}.pt",
+    # the torch weights stay outside the repository (only the ONNX file ships); {run} is the --out folder's name,
+    # so that runs of one seed into different folders keep their own weights
+    "checkpoint": "/tmp/openeo_cloudmask_checkpoint_{run}_seed{seed}.pt",
 }
 
 
@@ -280,7 +281,7 @@ def train(config: dict, out_dir: Path, log=print) -> dict:
     minutes = (time.time() - start) / 60.0
     log(f"trained {step} steps in {minutes:.1f} min")
     model = average.module
-    torch.save(model.state_dict(), Path(config["checkpoint"].format(seed=config["seed"])))
+    torch.save(model.state_dict(), Path(config["checkpoint"].format(seed=config["seed"], run=out_dir.name)))
     return finish(model, config, out_dir, step, minutes, float(np.mean(losses[-200:])), log)
 
 
