@@ -75,6 +75,8 @@ def headline(results: dict) -> dict:
                 "scene": row["scene"],
                 "ours_same_scene_ratio": row["ours_engine_over_this_same_scene"],
                 "ours_main_ratio": row["ours_engine_main_scene_over_this"],
+                # ours timed just before each of the peer's runs (slow peers; absent in older results)
+                "ours_interleaved_ratio": row.get("ours_engine_over_this_interleaved"),
             }
     out["ours_engine"] = {"mpx_per_s": ours_big["mpx_per_s"], "scene": ours_big["scene"]}
     return out
@@ -232,15 +234,23 @@ def _throughput_md(results: dict) -> list:
     lines += [""]
     if "ukis_csmask" in h and "s2cloudless_10m" in h:
         u, s = h["ukis_csmask"], h["s2cloudless_10m"]
+
+        def target_line(peer: dict, label: str, target: float) -> str:
+            paired = peer["ours_interleaved_ratio"]
+            if paired is None:
+                ratio, where = peer["ours_same_scene_ratio"], f"on {peer['scene']}² ("
+            else:
+                ratio = paired
+                where = (f"with our engine timed just before each of its runs on the same {peer['scene']}² pixels "
+                         f"({_f(peer['ours_same_scene_ratio'], 1)}× against our {peer['scene']}² row above, ")
+            return (f"- ours ÷ {label} = **{_f(ratio, 1)}×** {where}{_f(peer['ours_main_ratio'], 1)}× against ours "
+                    f"on {plan['scene']}²); target ≥ {target:.0f}×: {_ok(ratio >= target)}.")
+
         lines += [
             "Targets (ratio of our engine to the peer, same run, same pixels):",
             "",
-            f"- ours ÷ ukis-csmask = **{_f(u['ours_same_scene_ratio'], 1)}×** on {u['scene']}² "
-            f"({_f(u['ours_main_ratio'], 1)}× against ours on {plan['scene']}²); target ≥ {TARGET_VS_UKIS:.0f}×: "
-            f"{_ok(u['ours_same_scene_ratio'] >= TARGET_VS_UKIS)}.",
-            f"- ours ÷ s2cloudless at 10 m = **{_f(s['ours_same_scene_ratio'], 1)}×** on {s['scene']}² "
-            f"({_f(s['ours_main_ratio'], 1)}× against ours on {plan['scene']}²); target ≥ "
-            f"{TARGET_VS_S2CLOUDLESS:.0f}×: {_ok(s['ours_same_scene_ratio'] >= TARGET_VS_S2CLOUDLESS)}.",
+            target_line(u, "ukis-csmask", TARGET_VS_UKIS),
+            target_line(s, "s2cloudless at 10 m", TARGET_VS_S2CLOUDLESS),
         ]
         if "s2cloudless_160m" in h:
             lines.append(f"- ours ÷ s2cloudless at 160 m (10 m pixels covered) = "
@@ -370,7 +380,7 @@ def _profile_md(results: dict) -> list:
         f"## 5. Where the time goes: one {p['chunk'][1]}×{p['chunk'][2]} chunk",
         "",
         f"The real engine (`mask_array`, output classes), unchanged, with timers around `session.run`, "
-        f"`predict_probabilities` and `_window_input` (`benchmarks/stage_profile.py`). The chunk sits "
+        f"`predict` and `_window_input` (`benchmarks/stage_profile.py`). The chunk sits "
         f"at the benchmark cube's grid phase {tuple(p.get('origin', (0, 0)))} (its x starts 16 px off the 32 px "
         f"grid, so the lead padding is counted). Median of {p['repeats']} runs: {_f(sec['total'], 3)} s, "
         f"{sec['session_calls']:.0f} `session.run` calls.",
@@ -505,7 +515,8 @@ def _method_notes(results: dict) -> list:
         "- The slow peers (ukis-csmask, s2cloudless at 10 m) run on a "
         f"{results['plan']['peer_scene']}² crop of the same scene to keep the suite under 10 minutes; both are "
         "tiled or per-pixel, so their cost is linear in pixels, and our engine is timed on the same crop in the "
-        "same run for the ratio.",
+        "same run for the ratio: once more just before each of their runs (no warm-up for either), because the "
+        "shared machine's speed drifts over seconds. The targets use those paired times.",
         "",
         "Contains modified Copernicus Sentinel data (scenes tiled from ../shared/data; the s2cloudless test scene "
         "is CC BY-SA 4.0). Nothing from the data folder is stored in this repository.",

@@ -6,7 +6,7 @@ duration of the call, the way a profiler hooks them):
 
 - its onnxruntime session is wrapped in a timer (:class:`TimedSession`):
   **inference** is exactly the ``session.run`` time;
-- ``predict_probabilities`` records when the engine enters and leaves it;
+- ``predict`` records when the engine enters and leaves it;
   the time before is **preparation** (missing mask, the float32 copy where
   nodata or an offset must be written), the time after is **blending**
   (argmax, class codes, the missing class);
@@ -85,7 +85,7 @@ class _Probes:
     def _wrap(self, name, function):
         depth = [0]
 
-        def timed(*args, **kwargs):  # outermost calls only: predict_probabilities calls itself for the lead
+        def timed(*args, **kwargs):  # outermost calls only: predict calls itself for the lead
             depth[0] += 1
             start = time.perf_counter()
             self.marks.setdefault(name + "_enter", start)
@@ -115,16 +115,16 @@ def engine_stages(model, dn: np.ndarray, origin=(0, 0)) -> dict:
     """One run of the real ``mask_array`` on (C, H, W) DN at grid ``origin``, split into stages (seconds)."""
     options = engine.parse_context({"model": model.card["id"]})
     timed = timed_model(model)
-    with _Probes(("predict_probabilities", "_window_input")) as probes:
+    with _Probes(("predict", "_window_input")) as probes:
         start = time.perf_counter()
         engine.mask_array(dn[None], options, timed, origin=origin)
         end = time.perf_counter()
     marks, sec = probes.marks, probes.seconds
-    inside = sec["predict_probabilities"]
+    inside = sec["predict"]
     windowing = sec["_window_input"]
     inference = timed.session.seconds
-    before = marks["predict_probabilities_enter"] - start
-    after = end - marks["predict_probabilities_leave"]
+    before = marks["predict_enter"] - start
+    after = end - marks["predict_leave"]
     return {
         "total": end - start,
         "inference": inference,

@@ -50,9 +50,9 @@ def test_onnx_is_small_and_dynamic():
 
     assert ONNX.stat().st_size < 10e6
     session = ort.InferenceSession(str(ONNX), providers=["CPUExecutionProvider"])
-    (inp,), (out,) = session.get_inputs(), session.get_outputs()
-    assert inp.type == "tensor(float)" and out.type == "tensor(float)"
-    assert inp.shape[1] == 4 and out.shape[1] == 5
+    (inp,), (out, classes) = session.get_inputs(), session.get_outputs()
+    assert inp.type == "tensor(float)" and out.type == "tensor(float)" and classes.type == "tensor(uint8)"
+    assert inp.shape[1] == 4 and out.shape[1] == 5 and classes.shape[1] == 1
     assert all(isinstance(d, str) for d in (inp.shape[0], inp.shape[2], inp.shape[3]))
 
 
@@ -119,3 +119,13 @@ def test_overlap_that_cannot_cover_the_receptive_field_is_rejected(model_copy):
     _edit(model_copy, lambda raw: raw["tiling"].update(recommended_overlap=128, recommended_chunk=512))
     with pytest.raises(ModelCardError, match="recommended_overlap 128 cannot cover the receptive field"):
         load_model_card(model_copy)
+
+
+def test_card_naming_a_class_output_the_onnx_lacks_is_rejected(model_copy):
+    _edit(model_copy, lambda raw: raw["output"].update(classes_name="labels"))
+    with pytest.raises(ModelCardError, match="no output named 'labels'"):
+        verify_card_against_onnx(model_copy)
+    from openeo_cloudmask.udf import cloud_mask as engine
+
+    with pytest.raises(engine.ModelFileError, match="class-index output 'labels'"):
+        engine.load_model(model_copy.stem, str(model_copy.parent))

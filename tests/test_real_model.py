@@ -104,3 +104,15 @@ def test_dask_process_is_identical_to_the_engine(demo_cube):
         for chunk in (None, 700, 701):  # the plugin's default (one window per chunk) and an off-grid chunk size
             chunked = mask_lazy(cube, {"output": output}, chunk_px=chunk).compute(scheduler="threads").values
             np.testing.assert_array_equal(chunked, whole, err_msg=f"{output}, chunk {chunk}")
+
+
+def test_class_maps_from_the_graph_equal_the_argmax_of_its_probabilities(demo_cube):
+    """Class maps come from the graph's ``classes`` output, which skips the softmax; they must be the
+    probabilities' argmax, nodata included (``probabilities`` bands are in code order 1..5)."""
+    assert load_model_card(CARD).output.classes_name == "classes"
+    cube = demo_cube.copy()
+    cube[:, :40, :70] = 0
+    classes = run_udf(cube, {"output": "classes"}).values[0]
+    probs = run_udf(cube, {"output": "probabilities"}).values
+    np.testing.assert_array_equal(classes, probs.argmax(axis=0) + 1)
+    assert (classes[:40, :70] == 5).all()

@@ -53,7 +53,7 @@ Context keys (an unknown key is an error that lists these):
 Traps: the result of a chunk's outermost ``window_overlap`` pixels is only as
 good as the context the chunk carries, so run this in ``apply_neighborhood``
 with an ``overlap`` of at least the card's ``recommended_overlap``. Then every
-chunking of a scene gives bit-identical results (``predict_probabilities``).
+chunking of a scene gives bit-identical results (``predict``).
 """
 
 import functools
@@ -198,6 +198,7 @@ class CloudMaskModel:
         self.class_codes = [int(c["code"]) for c in card["output"]["classes"]]
         self.input_name = card["input"]["name"]
         self.output_name = card["output"]["name"]
+        self.classes_name = card["output"].get("classes_name")  # optional: class indices without the softmax
         tiling = card["tiling"]
         self.size_multiple = int(tiling["size_multiple"])
         self.min_tile_size = int(tiling["min_tile_size"])
@@ -334,6 +335,8 @@ def _load_model_locked(model_id: str, model_dir, threads: int) -> CloudMaskModel
         raise ModelFileError(f"{onnx_path}: input {inputs} does not take the card's {len(model.bands)} bands {model.bands}")
     if outputs.get(model.output_name, [None, None])[1] != len(model.class_codes):
         raise ModelFileError(f"{onnx_path}: output {outputs} does not give the card's classes {model.class_codes}")
+    if model.classes_name is not None and outputs.get(model.classes_name, [None, None])[1] != 1:
+        raise ModelFileError(f"{onnx_path}: outputs {outputs} lack the card's class-index output {model.classes_name!r}")
     SESSION_LOADS["count"] += 1
     _log.info("loaded %r from %s", model, onnx_path)
     return model
@@ -457,8 +460,12 @@ def _window_input(dn: np.ndarray, lead_y: int, lead_x: int, r: int, c: int, heig
     return out
 
 
-def predict_probabilities(model: CloudMaskModel, dn: np.ndarray, window=None, overlap=None, origin=(0, 0)):
-    """Class probabilities (K, H, W) for one image of digital numbers (C, H, W), in the card's band order.
+def predict(model: CloudMaskModel, dn: np.ndarray, window=None, overlap=None, origin=(0, 0), output_name=None):
+    """One ONNX output (K, H, W) for one image of digital numbers (C, H, W), in the card's band order.
+
+    ``output_name`` defaults to the card's probabilities; a model whose card
+    names ``classes_name`` also gives the (1, H, W) uint8 index of the most
+    probable class, without the softmax.
 
     The image is cut into windows (see :func:`tile_windows`) that share at
     least ``2 * overlap`` pixels, and each pixel is answered by the one window
@@ -491,17 +498,22 @@ def predict_probabilities(model: CloudMaskModel, dn: np.ndarray, window=None, ov
     win_w, cols = tile_windows(lead_x + width, window, 2 * overlap, multiple)
     win_h, win_w = max(win_h, model.min_tile_size), max(win_w, model.min_tile_size)
 
+    name = output_name or model.output_name
+
     def run(r: int, c: int) -> np.ndarray:
         feed = {model.input_name: _window_input(dn, lead_y, lead_x, r, c, win_h, win_w)}
-        return model.session.run([model.output_name], feed)[0][0]
+        return model.session.run([name], feed)[0][0]
 
     if len(rows) == 1 and len(cols) == 1:  # one window: its output is the answer
         return run(0, 0)[:, lead_y : lead_y + height, lead_x : lead_x + width]
-    total = np.empty((len(model.class_codes), height, width), dtype=np.float32)
+    total = None
     for r, (y0, y1) in zip(rows, window_cores(rows, win_h, lead_y + height)):
         for c, (x0, x1) in zip(cols, window_cores(cols, win_w, lead_x + width)):
             y0, x0 = max(y0, lead_y), max(x0, lead_x)  # cores in window coordinates; the lead is not output
-            total[:, y0 - lead_y : y1 - lead_y, x0 - lead_x : x1 - lead_x] = run(r, c)[:, y0 - r : y1 - r, x0 - c : x1 - c]
+            part = run(r, c)
+            if total is None:
+                total = np.empty((part.shape[0], height, width), dtype=part.dtype)
+            total[:, y0 - lead_y : y1 - lead_y, x0 - lead_x : x1 - lead_x] = part[:, y0 - r : y1 - r, x0 - c : x1 - c]
     return total
 
 
@@ -591,9 +603,14 @@ def mask_array(
             if np.issubdtype(dn.dtype, np.floating):  # integers cannot be NaN
                 missing |= ~np.isfinite(image).all(axis=0)
         any_missing = bool(missing.any())
-        if any_missing and missing.all():
-            probs = np.zeros((len(model.class_codes), height, width), dtype=np.float32)
-            probs[model.class_codes.index(MISSING)] = 1.0
+        # class maps straight from the graph's class indices where the card has them: no softmax, no argmax here
+        name = model.classes_name if output == "classes" and model.classes_name else model.output_name
+        # pred: probabilities (K, H, W) in the card's class order, or class indices (1, H, W) from ``name``
+        if any_missing and missing.all() and name != model.output_name:
+            pred = np.full((1, height, width), model.class_codes.index(MISSING), dtype=np.uint8)
+        elif any_missing and missing.all():
+            pred = np.zeros((len(model.class_codes), height, width), dtype=np.float32)
+            pred[model.class_codes.index(MISSING)] = 1.0
         else:
             if offset or any_missing:  # written below: a float32 copy (else converted as each window is cut)
                 image = image.astype(np.float32, copy=True)
@@ -602,20 +619,23 @@ def mask_array(
                 np.maximum(image, 1.0, out=image)
             if any_missing:
                 image[:, missing] = 0.0
-            probs = predict_probabilities(
-                model, image, window=options["window_size"], overlap=options["window_overlap"], origin=origin
+            pred = predict(
+                model, image, window=options["window_size"], overlap=options["window_overlap"], origin=origin,
+                output_name=name,
             )
-            if any_missing:
-                probs[:, missing] = 0.0
-                probs[model.class_codes.index(MISSING), missing] = 1.0
+            if any_missing and name == model.output_name:
+                pred[:, missing] = 0.0
+                pred[model.class_codes.index(MISSING), missing] = 1.0
         if output == "probabilities":
-            result[i] = probs[np.argsort(model.class_codes)]
+            result[i] = pred[np.argsort(model.class_codes)]
         elif output == "classes":
             target = result[i, 0]
-            if codes_in_order:  # index k is code k + 1: written straight into the result
-                codes = argmax_classes(probs, first=1, out=target)
+            if name != model.output_name:  # class indices from the graph
+                codes = np.add(pred[0], 1, out=target) if codes_in_order else codes_lookup[pred[0]]
+            elif codes_in_order:  # index k is code k + 1: written straight into the result
+                codes = argmax_classes(pred, first=1, out=target)
             else:
-                codes = codes_lookup[argmax_classes(probs)]
+                codes = codes_lookup[argmax_classes(pred)]
             if any_missing:
                 codes[missing] = MISSING
             buffered = buffer_classes(codes, radius)
@@ -623,8 +643,8 @@ def mask_array(
                 target[...] = buffered
         else:
             index = model.class_codes.index
-            cloud = np.minimum(probs[index(CLOUD)] + probs[index(SEMI)], 1.0)
-            shadow = probs[index(SHADOW)].copy()
+            cloud = np.minimum(pred[index(CLOUD)] + pred[index(SEMI)], 1.0)
+            shadow = pred[index(SHADOW)].copy()
             if radius:
                 cloud, shadow = _dilate(cloud, radius), _dilate(shadow, radius)
             cloud[missing] = np.nan

@@ -115,7 +115,7 @@ def build_card(config: dict, tiling: dict, normalisation: str, teacher: str, onn
             "nodata": 0.0,
             "normalisation": normalisation,
         },
-        "output": {"name": "probabilities", "kind": "probabilities", "classes": list(CLASSES)},
+        "output": {"name": "probabilities", "kind": "probabilities", "classes": list(CLASSES), "classes_name": "classes"},
         "tiling": tiling,
         "training": {
             "script": "python -m openeo_cloudmask.models.training.train",

@@ -223,7 +223,7 @@ def tiled_vs_whole(log) -> dict:
         out[key] = {}
         for name, image in images.items():
             whole = np.argmax(ours_whole_image(image), axis=0)
-            tiled = np.argmax(engine.predict_probabilities(model, image.astype(np.float32), window=window, overlap=overlap), axis=0)
+            tiled = np.argmax(engine.predict(model, image.astype(np.float32), window=window, overlap=overlap), axis=0)
             out[key][name] = round(float(np.mean(whole == tiled)), 5)
         log(f"tiled vs whole {key}: {out[key]}")
     return out

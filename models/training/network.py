@@ -85,12 +85,13 @@ class Stem(nn.Module):
         return F.relu(self.bn(torch.cat([linear, logs], dim=1)))
 
 
-def channel_softmax(logits: torch.Tensor) -> torch.Tensor:
+def channel_softmax(clamped: torch.Tensor) -> torch.Tensor:
     """Softmax over axis 1 written as exp / sum: onnxruntime's Softmax on a non-last axis is ~10x slower.
 
-    Logits are clamped to +-30 so no max subtraction is needed (exp(30) * 5 is far from float32 overflow).
+    The logits must be clamped to +-30 already, so no max subtraction is needed (exp(30) * 5 is far from
+    float32 overflow).
     """
-    e = torch.exp(torch.clamp(logits, -30.0, 30.0))
+    e = torch.exp(clamped)
     return e / e.sum(dim=1, keepdim=True)
 
 
@@ -287,10 +288,17 @@ class CloudMaskNet(nn.Module):
         bands are 0, so a dark but valid pixel can never come out as missing. A :class:`PixelHead` computes the
         same rule from the pixel's DN inside its own maps (see its ``make_missing_a_rule``), so the graph
         skips this one."""
+        return self.outputs(dn)[0]
+
+    def outputs(self, dn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the ONNX graph returns: probabilities (N, K, H, W), and classes (N, 1, H, W) uint8, the index of
+        the most probable class (first on ties), from the same clamped logits. A caller that wants only class
+        maps asks onnxruntime for ``classes``, which skips the softmax (see export.py)."""
         logits = self.logits(dn)
         if not getattr(self.head, "carries_missing_rule", False):
             logits = logits + (dn.amax(dim=1, keepdim=True) <= 0).to(dn.dtype) * self.missing_onehot
-        return channel_softmax(logits)
+        clamped = torch.clamp(logits, -30.0, 30.0)
+        return channel_softmax(clamped), clamped.argmax(dim=1, keepdim=True).to(torch.uint8)
 
     def make_missing_a_rule(self) -> None:
         with torch.no_grad():

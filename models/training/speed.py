@@ -41,9 +41,10 @@ def ours_mpx_per_s(onnx_path: str | Path, threads: int = 2, repeats: int = 3) ->
     rng = np.random.default_rng(0)
     whole = (rng.random((1, 4, 2048, 2048)) * 5000).astype(np.float32)
     windows = (rng.random((8, 4, 512, 512)) * 5000).astype(np.float32)
+    outputs = [session.get_outputs()[0].name]  # the probabilities (a graph may also offer class indices)
     return {
-        "whole_2048": _best_rate(lambda: session.run(None, {"dn": whole}), 2048 * 2048, repeats),
-        "batch_8x512": _best_rate(lambda: session.run(None, {"dn": windows}), 8 * 512 * 512, repeats),
+        "whole_2048": _best_rate(lambda: session.run(outputs, {"dn": whole}), 2048 * 2048, repeats),
+        "batch_8x512": _best_rate(lambda: session.run(outputs, {"dn": windows}), 8 * 512 * 512, repeats),
     }
 
 

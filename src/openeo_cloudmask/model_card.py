@@ -72,6 +72,11 @@ class OutputSpec(_Strict):
     name: str = Field(description="ONNX output tensor name, shape (N, K, H, W), softmax probabilities")
     kind: Literal["probabilities"] = "probabilities"
     classes: tuple[ClassEntry, ...] = Field(min_length=2, description="one entry per output channel, in order")
+    classes_name: str | None = Field(
+        default=None,
+        description="optional second ONNX output, shape (N, 1, H, W) uint8: the index into ``classes`` of the most "
+        "probable class, first on ties. Asking onnxruntime for it alone skips the softmax",
+    )
 
     @field_validator("classes")
     @classmethod
@@ -213,8 +218,16 @@ def verify_card_against_onnx(card_path: str | Path) -> ModelCard:
     outputs = {o.name: o for o in session.get_outputs()}
     if card.input.name not in inputs:
         raise ModelCardError(f"{onnx_path}: no input named {card.input.name!r}; it has {list(inputs)}")
-    if card.output.name not in outputs:
-        raise ModelCardError(f"{onnx_path}: no output named {card.output.name!r}; it has {list(outputs)}")
+    for name in (card.output.name, card.output.classes_name):
+        if name is not None and name not in outputs:
+            raise ModelCardError(f"{onnx_path}: no output named {name!r}; it has {list(outputs)}")
+    if card.output.classes_name is not None:
+        index = outputs[card.output.classes_name]
+        if index.type != "tensor(uint8)" or index.shape[1] != 1:
+            raise ModelCardError(
+                f"{onnx_path}: output {card.output.classes_name!r} is {index.type} {index.shape}, "
+                f"the card says (N, 1, H, W) uint8 class indices"
+            )
     channels = inputs[card.input.name].shape[1]
     if channels != len(card.input.bands):
         raise ModelCardError(
