@@ -42,8 +42,8 @@ NORMALISATION_TEXT = (
     "inside the graph: (a) reflectance = DN / 10000 feeds a 4x4 stride-4 convolution (the scale is folded "
     "into its weights, then a learned per-channel standardisation, folded BatchNorm); (b) the 4x4 block "
     "mean of DN goes through log1p(DN / 1000) and (x - mean) / std per band with mean "
-    f"{list(LOG_MEAN)} and std {list(LOG_STD)} (B02, B03, B04, B08). DN 0 in all bands is nodata; "
-    "the network was trained to give class 5 there"
+    f"{list(LOG_MEAN)} and std {list(LOG_STD)} (B02, B03, B04, B08). DN 0 in all bands is nodata, and "
+    "class 5 there is a rule of the graph, not a guess"
 )
 #: Appended to NORMALISATION_TEXT for a network with a pixel or block head.
 HEAD_NORMALISATION_TEXT = {
