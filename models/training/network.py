@@ -284,8 +284,8 @@ class CloudMaskNet(nn.Module):
 
     def forward(self, dn: torch.Tensor) -> torch.Tensor:
         """Probabilities as exported. Class 5 (missing) is a rule, not a guess: after training,
-        :func:`make_missing_a_rule` fixes the network's own missing logit to -30, and here +60 is added where all
-        bands are 0, so a dark but valid pixel can never come out as missing. A :class:`PixelHead` computes the
+        :func:`make_missing_a_rule` fixes the network's own missing logit to -30, and :meth:`outputs` adds +60 where
+        all bands are 0, so a dark but valid pixel can never come out as missing. A :class:`PixelHead` computes the
         same rule from the pixel's DN inside its own maps (see its ``make_missing_a_rule``), so the graph
         skips this one."""
         return self.outputs(dn)[0]
