@@ -125,6 +125,67 @@ def test_water_diffuse_makes_shadows_over_water_fainter_and_leaves_land_alone():
         np.testing.assert_array_equal(a, b)
 
 
+def test_fully_lit_layers_add_up_to_the_one_layer_of_their_summed_thickness():
+    from openeo_cloudmask.models.training.synthetic import ALBEDO_TAU, _shaded_layers
+
+    rng = np.random.default_rng(0)
+    surface = _uniform_surface("vegetation", 24)
+    crop = (slice(4, 28), slice(4, 28))
+    fields = [np.abs(rng.normal(0, 8, (32, 32))).astype(np.float32) for _ in range(3)]
+    layers = [(d, f, f[crop]) for d, f in zip((3.0, 12.0, 7.0), fields)]
+    ones = np.ones(4, np.float32)
+    lit = _shaded_layers(surface, layers, 0.3, crop, ones, np.ones((24, 24), np.float32), ones, "reflectance")
+    total = sum(f[crop] for f in fields)
+    a = (total / (total + ALBEDO_TAU))[None]
+    np.testing.assert_allclose(lit, a + (1 - a) ** 2 * surface / (1 - a * surface), rtol=1e-5)
+
+
+def test_a_higher_layer_shades_a_lower_one_along_the_sun_azimuth_only():
+    from openeo_cloudmask.models.training.synthetic import _shaded_layers
+
+    surface = _uniform_surface("water", 24)
+    crop = (slice(4, 28), slice(4, 28))
+    low = np.full((32, 32), 10.0, np.float32)
+    high = np.zeros((32, 32), np.float32)
+    high[10:14, 10:14] = 40.0
+    diffuse, flat, grey = np.array([0.4, 0.3, 0.25, 0.15], np.float32), np.ones((24, 24), np.float32), np.ones(4, np.float32)
+    # the high layer's shadow on the low one lies (11 - 5) px along the azimuth (0: +x) from the blob
+    layers = [(5.0, low, low[crop]), (11.0, high, high[crop])]
+    image = _shaded_layers(surface, layers, 0.0, crop, diffuse, flat, grey, "reflectance")
+    alone = _shaded_layers(surface, layers[:1], 0.0, crop, diffuse, flat, grey, "reflectance")
+    shaded = np.zeros((24, 24), bool)
+    shaded[6:10, 12:16] = True  # canvas rows 10..13, columns 16..19, in crop coordinates
+    under_blob = np.zeros((24, 24), bool)
+    under_blob[6:10, 6:10] = True
+    free = ~shaded & ~under_blob
+    assert np.all(image[:, shaded] < 0.5 * alone[:, shaded])  # a low cloud in the high one's shadow is dark grey
+    np.testing.assert_allclose(image[:, free], alone[:, free], rtol=1e-6)  # lit everywhere else: only the shading is new
+
+
+def test_total_transmission_lets_thin_cloud_cast_only_faint_shadows():
+    options = {"kinds": ["cirrus"], "nodata": False, "shadow_px": 10, "path_radiance_probability": 0.0}
+    land = _uniform_surface("vegetation", 96)
+    dn, label = synthesize(land, np.random.default_rng(4), margin=16, options=options)
+    dn_total, label_total = synthesize(land, np.random.default_rng(4), margin=16, options=dict(options, shadow_transmission="total"))
+    assert (label == 2).sum() > 100  # exp(-tau): cirrus of tau 0.6-6 casts labelled shadows
+    assert (label_total == 2).sum() < 0.2 * (label == 2).sum() and np.all(label[label_total == 2] == 2)
+    assert np.all(dn_total >= dn - 1)  # the same draws, only the shadowed surface is brighter
+    np.testing.assert_array_equal(label_total == 4, label == 4)  # opaque cloud does not change (semi's visibility may)
+    with pytest.raises(ValueError, match="unknown shadow_transmission 'diffuse'; use one of"):
+        synthesize(land, np.random.default_rng(4), margin=16, options=dict(options, shadow_transmission="diffuse"))
+
+
+def test_sea_background_is_dark_water_with_a_coast_sometimes():
+    from openeo_cloudmask.models.training.synthetic import sea_background
+
+    seas = [sea_background(np.random.default_rng(seed), 64) for seed in range(20)]
+    assert all(s.shape == (4, 64, 64) and s.dtype == np.float32 for s in seas)
+    water = [s for s in seas if s[3].max() < s[0].min()]  # NIR below blue everywhere: no land in the crop
+    assert 8 <= len(water) < 20
+    assert all(w[0].mean() < 0.1 and np.all(np.diff(w.mean(axis=(1, 2))) < 0) for w in water)
+    np.testing.assert_array_equal(seas[3], sea_background(np.random.default_rng(3), 64))
+
+
 def test_shift_is_roll_without_wrap_around():
     from openeo_cloudmask.models.training.synthetic import shift
 
@@ -189,6 +250,25 @@ def test_config_override_that_is_not_json_is_refused_with_a_hint(monkeypatch, tm
         train.main(["--set", "synthetic_relief=reflectance", "--out", str(tmp_path)])
     assert info.value.code == 2
     assert """--set 'synthetic_relief="reflectance"'""" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ('background_sources={"sea": 0.5, "ocean": 0.5}', "background_sources: unknown source(s) ['ocean']; use wright_clear"),
+        ('synthetic_shadow_transmission="diffuse"', "synthetic_shadow_transmission: unknown value 'diffuse'; use one of direct, total"),
+        ('synthetic_relief="shade"', "synthetic_relief: unknown value 'shade'"),
+        ('init_from="/no/such/weights.pt"', "init_from: no checkpoint at /no/such/weights.pt"),
+    ],
+)
+def test_bad_generator_choices_are_refused_before_any_work(monkeypatch, tmp_path, capsys, override, message):
+    from openeo_cloudmask.models.training import train
+
+    monkeypatch.setenv(scenes.DATA_ENV, str(tmp_path))  # exists but is empty: loading data would fail differently
+    with pytest.raises(SystemExit) as info:
+        train.main(["--set", override, "--out", str(tmp_path)])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_missing_data_folder_gives_one_clear_line(monkeypatch, tmp_path):

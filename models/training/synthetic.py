@@ -32,7 +32,8 @@ B04 B08) into a cloudy image and its exact label (codes 1..5):
   ``offcrop_shadows=False`` only clouds inside the crop cast shadows (a
   shadow never comes without its cloud in view), clamped to ``shadow_max_px``. The surface
   keeps a band-dependent diffuse-light floor d (blue most, NIR least):
-  r' = r (d + (1 - d) exp(-tau_shifted)). Label shadow (2) where the NIR
+  r' = r (d + (1 - d) T), T = exp(-tau_shifted) (the direct beam, the default) or, with
+  ``shadow_transmission="total"``, T = 1 - A(tau_shifted) (direct + forward-scattered light). Label shadow (2) where the NIR
   darkening 1 - r'/r >= 0.35 and no cloud is on top. Over water (NDWI from
   0 to 0.3) ``water_diffuse`` raises the floor towards 1: there much of the
   signal is skylight, which the shadow does not block.
@@ -64,6 +65,10 @@ WATER_NDWI = 0.3
 DOMINANT_COVER_PROBABILITY = 0.3
 CLOUD_KINDS = ("cumulus", "stratus", "fragmented", "cirrus", "haze")
 RELIEF_MODES = ("albedo", "reflectance")
+#: Light reaching a shadowed surface through the cloud: "direct" exp(-tau) (thin haze and cirrus then cast
+#: dark shadows) or "total" 1 - A = 6.5 / (tau + 6.5), the conservative layer's transmission (direct + forward
+#: scattered), so only moderately thick cloud (tau >~ 5) darkens NIR by SHADOW_DARKENING.
+SHADOW_TRANSMISSIONS = ("direct", "total")
 
 #: Typical surface reflectance spectra (B02, B03, B04, B08) for procedural backgrounds.
 SURFACE_SPECTRA = {
@@ -132,6 +137,27 @@ def procedural_background(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(surface * texture, 0.001, 1.0).astype(np.float32)
 
 
+def sea_background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Open water (4, size, size) in reflectance, sometimes with a coast: the dark, flat surface thin haze hides on.
+
+    Clear to turbid water: B02 0.03-0.08, each longer band a fraction of the one before (turbidity and
+    glint lift red and NIR), smooth plumes (+-10 %) and faint wave texture (+-2 %). In 30 % of draws a
+    procedural land surface fills the part of the crop beyond a fractal coastline.
+    """
+    blue = rng.uniform(0.03, 0.08)
+    green = blue * rng.uniform(0.6, 1.0)
+    red = green * rng.uniform(0.4, 0.9)
+    nir = red * rng.uniform(0.3, 1.0)
+    spectrum = np.array([blue, green, red, nir], np.float32)[:, None, None]
+    plumes = 1.0 + 0.10 * fractal_noise(rng, (size, size), rng.uniform(3.5, 4.5))
+    waves = 1.0 + 0.02 * fractal_noise(rng, (size, size), rng.uniform(1.0, 2.0))
+    water = spectrum * (plumes * waves)[None]
+    if rng.random() < 0.3:
+        land = fractal_noise(rng, (size, size), rng.uniform(3.0, 4.0)) > rng.uniform(0.0, 1.5)
+        water = np.where(land[None], procedural_background(rng, size), water)
+    return np.clip(water, 0.001, 1.0).astype(np.float32)
+
+
 def semi_threshold(
     surface: np.ndarray, semi_albedo: float = SEMI_ALBEDO, contrast: float = SEMI_CONTRAST, floor: float = SEMI_ALBEDO_MIN
 ) -> np.ndarray:
@@ -157,7 +183,9 @@ def synthesize(background: np.ndarray, rng: np.random.Generator, margin: int = 6
     (:func:`semi_threshold`): ``semi_albedo`` (the albedo from which a layer over a bright surface counts),
     ``semi_contrast`` and ``semi_albedo_min`` (over dark surfaces); and, for training experiments,
     ``offcrop_shadows`` / ``shadow_max_px`` (which clouds cast shadows, and how far), ``water_diffuse``
-    (skylight in shadows over water) and ``path_radiance_probability`` (the share given an L1C look).
+    (skylight in shadows over water), ``path_radiance_probability`` (the share given an L1C look),
+    ``layer_shading`` (one sun elevation per scene; higher layers shade lower ones, :func:`_shaded_layers`) and
+    ``shadow_transmission`` (``SHADOW_TRANSMISSIONS``).
     """
     dn, label, _ = synthesize_sets(background, rng, margin, options)
     return dn, label
@@ -187,30 +215,43 @@ def synthesize_sets(background: np.ndarray, rng: np.random.Generator, margin: in
     offcrop_shadows = options.get("offcrop_shadows", True)
     # the longest shadow, in pixels: the margin when off-crop clouds cast (np.roll must not wrap into the crop)
     longest = margin if offcrop_shadows else options.get("shadow_max_px", margin)
+    # layer_shading: one sun elevation for the scene, and higher layers shade lower ones (see _shaded_layers)
+    layer_shading = options.get("layer_shading", False)
+    scene_elevation = np.deg2rad(rng.uniform(15, 75)) if layer_shading else None
     tau = np.zeros((canvas, canvas), np.float32)
     tau_shadow = np.zeros((canvas, canvas), np.float32)
+    layers = []  # (unclamped shadow length, casting field on the canvas, thickness in the crop), for layer_shading
     for kind in kinds:
         layer = cloud_layer(rng, (canvas, canvas), kind)
         if "shadow_px" in options:
-            distance = options["shadow_px"]
+            distance = reach = options["shadow_px"]
         else:
             height_m = rng.uniform(500, 9000) if kind not in ("cirrus", "haze") else rng.uniform(6000, 11000)
-            elevation = np.deg2rad(rng.uniform(15, 75))
+            elevation = scene_elevation if layer_shading else np.deg2rad(rng.uniform(15, 75))
             pixel_m = options.get("pixel_m", 10.0)
-            distance = min(height_m / np.tan(elevation) / pixel_m, longest)
+            reach = height_m / np.tan(elevation) / pixel_m  # the shadow's true length in pixels
+            distance = min(reach, longest)
         dy, dx = int(round(distance * np.sin(azimuth))), int(round(distance * np.cos(azimuth)))
         tau += layer
         if offcrop_shadows:
+            caster = layer
             tau_shadow += np.roll(layer, (dy, dx), axis=(0, 1))
         else:
-            in_view = np.zeros_like(layer)
-            in_view[crop] = layer[crop]
-            tau_shadow += shift(in_view, dy, dx)
+            caster = np.zeros_like(layer)
+            caster[crop] = layer[crop]
+            tau_shadow += shift(caster, dy, dx)
+        layers.append((reach, caster, layer[crop]))
     tau, tau_shadow = tau[crop], tau_shadow[crop]
 
     # shadow: direct light blocked, a band-dependent diffuse floor (bluer in shadow)
     diffuse = np.array([rng.uniform(0.3, 0.5), rng.uniform(0.22, 0.4), rng.uniform(0.17, 0.33), rng.uniform(0.08, 0.25)], np.float32)
-    direct = np.exp(-tau_shadow)[None]
+    transmission = options.get("shadow_transmission", "direct")
+    if transmission not in SHADOW_TRANSMISSIONS:
+        raise ValueError(f"unknown shadow_transmission {transmission!r}; use one of {SHADOW_TRANSMISSIONS}")
+    if transmission == "direct":  # v1.3.0: only the unscattered beam exp(-tau) gets through
+        direct = np.exp(-tau_shadow)[None]
+    else:  # "total": direct plus forward-scattered light, 1 - A, as the adding formula's layer transmits
+        direct = (ALBEDO_TAU / (tau_shadow + ALBEDO_TAU))[None]
     floor = np.broadcast_to(diffuse[:, None, None], background.shape)
     water_diffuse = options.get("water_diffuse", 0.0)
     if water_diffuse > 0:  # over water much of the signal is skylight, which a cloud's shadow does not block
@@ -227,12 +268,10 @@ def synthesize_sets(background: np.ndarray, rng: np.random.Generator, margin: in
     relief = options.get("relief", "albedo")
     if relief not in RELIEF_MODES:
         raise ValueError(f"unknown relief {relief!r}; use one of {RELIEF_MODES}")
-    if relief == "albedo":  # v1.2.0: relief scales the albedo, so shade also transmits
-        a_band = np.clip(albedo[None] * brightness[None] * tint[:, None, None], 0.0, 0.98)
-        image = a_band + (1 - a_band) ** 2 * surface / (1 - a_band * surface)
-    else:  # "reflectance": relief shades the reflected light; transmission follows the optical thickness
-        a_band = np.clip(albedo[None] * tint[:, None, None], 0.0, 0.98)
-        image = brightness[None] * a_band + (1 - a_band) ** 2 * surface / (1 - a_band * surface)
+    if layer_shading:
+        image = _shaded_layers(surface, layers, azimuth, crop, diffuse, brightness, tint, relief)
+    else:
+        image = _add_layer(surface, albedo, brightness, tint, relief)
 
     label = np.full((size, size), CLEAR, np.uint8)
     label[(darkening_nir >= SHADOW_DARKENING)] = SHADOW
@@ -274,6 +313,48 @@ def synthesize_sets(background: np.ndarray, rng: np.random.Generator, margin: in
         sets[:, border] = False
         sets[MISSING - 1, border] = True
     return dn, label, sets
+
+
+def _add_layer(below: np.ndarray, albedo: np.ndarray, brightness: np.ndarray, tint: np.ndarray, relief: str, lit=1.0) -> np.ndarray:
+    """A cloud layer of ``albedo`` (H, W) over reflectance ``below`` (4, H, W), by the adding formula.
+
+    ``relief`` "albedo" (v1.2.0): the textured brightness scales the albedo, so shade also transmits;
+    "reflectance": it scales only the reflected light, and transmission follows the optical thickness.
+    ``lit`` scales the reflected light too: the layer's illumination (1 = full sun).
+    """
+    if relief == "albedo":
+        a_band = np.clip(albedo[None] * brightness[None] * tint[:, None, None], 0.0, 0.98)
+        reflected = a_band
+    else:
+        a_band = np.clip(albedo[None] * tint[:, None, None], 0.0, 0.98)
+        reflected = brightness[None] * a_band
+    return lit * reflected + (1 - a_band) ** 2 * below / (1 - a_band * below)
+
+
+def _shaded_layers(surface, layers, azimuth, crop, diffuse, brightness, tint, relief) -> np.ndarray:
+    """Reflectance (4, S, S) of cloud layers stacked bottom to top over ``surface``, each lit through those above it.
+
+    Layers are ordered by height (their true shadow length in pixels, height / tan(sun elevation), one
+    elevation for the scene; not clamped like the surface shadow). Layer k's reflected light is scaled by
+    its illumination: the band's diffuse floor plus the direct part exp(-tau) of the higher layers'
+    thickness moved by (their length - k's length) along the sun azimuth, so a low cloud in a high
+    cloud's shadow is dark grey, and still cloud. Each layer is added
+    with the adding formula R = s a + (1 - a)^2 R_below / (1 - a R_below). With every layer fully lit this
+    equals the one-layer formula of the summed thickness (tau / (tau + c) layers add exactly), so only
+    the shading is new; the labels, from the summed thickness, do not change.
+    """
+    image = surface
+    order = sorted(range(len(layers)), key=lambda k: layers[k][0])
+    for position, k in enumerate(order):
+        reach_k, _, thickness = layers[k]
+        above = np.zeros(thickness.shape, np.float32)
+        for j in order[position + 1 :]:
+            reach_j, caster, _ = layers[j]
+            d = reach_j - reach_k
+            above += shift(caster, int(round(d * np.sin(azimuth))), int(round(d * np.cos(azimuth))))[crop]
+        lit = diffuse[:, None, None] + (1 - diffuse[:, None, None]) * np.exp(-above)[None]
+        image = _add_layer(image, thickness / (thickness + ALBEDO_TAU), brightness, tint, relief, lit)
+    return image
 
 
 def shift(field: np.ndarray, dy: int, dx: int) -> np.ndarray:

@@ -28,17 +28,21 @@ from openeo_cloudmask.models.training import scenes as scene_io
 from openeo_cloudmask.models.training.card import CARD_PATH, MODEL_ID, ONNX_PATH, build_card, write_card
 from openeo_cloudmask.models.training.synthetic import (
     PATH_RADIANCE_PROBABILITY,
+    RELIEF_MODES,
     SEMI_ALBEDO,
     SEMI_ALBEDO_MIN,
     SEMI_CONTRAST,
+    SHADOW_TRANSMISSIONS,
     downsample,
     procedural_background,
+    sea_background,
     synthesize_sets,
 )
 from openeo_cloudmask.models.training.teacher import TEACHER_DESCRIPTION, membership_targets, teacher_probabilities
 
 CONFIG_PATH = Path(__file__).resolve().parent / "config.json"
 
+BACKGROUND_SOURCES = ("wright_clear", "teacher_clear_crops", "procedural", "sea")
 DEFAULT_CONFIG = {
     "version": "1.3.0",
     "seed": 20260101,
@@ -75,6 +79,11 @@ DEFAULT_CONFIG = {
     "synthetic_shadow_max_px": 64,
     # over open water this share of the direct light's part stays in shadow (skylight); 0 = as over land
     "synthetic_water_diffuse": 0.0,
+    # one sun elevation per scene, and higher cloud layers shade lower ones (a low cloud in a high one's shadow is
+    # dark grey and still cloud; synthetic._shaded_layers)
+    "synthetic_layer_shading": False,
+    # light reaching a shadowed surface: "direct" exp(-tau) or "total" 1 - A (synthetic.SHADOW_TRANSMISSIONS)
+    "synthetic_shadow_transmission": "direct",
     # share of synthetic crops given an L1C-like (Rayleigh-shaped) path radiance
     "synthetic_path_radiance": PATH_RADIANCE_PROBABILITY,
     # the exported weights are an exponential moving average of the trained ones (steadier across seeds)
@@ -86,8 +95,11 @@ DEFAULT_CONFIG = {
     # synthetic crops, added to the exact-label loss with this weight (see distill.py); [] = off
     "distill_from": [],
     "distill_weight": 1.0,
+    # fine-tuning: start from these torch weights (a checkpoint of the same network) instead of random ones; None = off
+    "init_from": None,
     "scale_probabilities": {"1": 0.65, "2": 0.25, "3": 0.10},
     "teacher_scale_probabilities": {"1": 0.75, "2": 0.25},
+    # shares of the synthetic crops' clear backgrounds (BACKGROUND_SOURCES; "sea": synthetic.sea_background)
     "background_sources": {"wright_clear": 0.35, "teacher_clear_crops": 0.35, "procedural": 0.30},
     "teacher_clear_crop_max_cloud_fraction": 0.01,
     "synthetic_margin": 64,
@@ -105,6 +117,18 @@ DEFAULT_CONFIG = {
     # so that runs of one seed into different folders keep their own weights
     "checkpoint": "/tmp/openeo_cloudmask_checkpoint_{run}_seed{seed}.pt",
 }
+
+
+def check_config(config: dict) -> None:
+    """Refuse choices the synthetic generator would only reject after the teacher labels are made (minutes in)."""
+    unknown = set(config["background_sources"]) - set(BACKGROUND_SOURCES)
+    if unknown:
+        raise ValueError(f"background_sources: unknown source(s) {sorted(unknown)}; use {', '.join(BACKGROUND_SOURCES)}")
+    if config["init_from"] and not Path(config["init_from"]).is_file():
+        raise ValueError(f"init_from: no checkpoint at {config['init_from']}; give a file that train.py saved (its 'checkpoint')")
+    for key, allowed in (("synthetic_relief", RELIEF_MODES), ("synthetic_shadow_transmission", SHADOW_TRANSMISSIONS)):
+        if config[key] not in allowed:
+            raise ValueError(f"{key}: unknown value {config[key]!r}; use one of {', '.join(allowed)}")
 
 
 def _pick(rng: np.random.Generator, table: dict):
@@ -163,6 +187,8 @@ class Sampler:
             "offcrop_shadows": config["synthetic_offcrop_shadows"],
             "shadow_max_px": config["synthetic_shadow_max_px"],
             "water_diffuse": config["synthetic_water_diffuse"],
+            "layer_shading": config["synthetic_layer_shading"],
+            "shadow_transmission": config["synthetic_shadow_transmission"],
         }
 
     def synthetic(self, size: int):
@@ -171,6 +197,8 @@ class Sampler:
         source = _pick(rng, cfg["background_sources"])
         if source == "procedural" or (source == "teacher_clear_crops" and not self.clear_sources):
             background = procedural_background(rng, size * factor)
+        elif source == "sea":
+            background = sea_background(rng, size * factor)
         else:
             pool = self.backgrounds if source == "wright_clear" else self.clear_sources
             (background,) = random_crop(rng, [pool[rng.integers(len(pool))]], size * factor)
@@ -251,6 +279,9 @@ def train(config: dict, out_dir: Path, log=print) -> dict:
         config = dict(config, distill_members=ensemble.record())
         log(f"distilling from {len(ensemble.members)} models")
     model = build_network(config)
+    if config["init_from"]:
+        model.load_state_dict(torch.load(config["init_from"]))
+        log(f"starting from the weights in {config['init_from']}")
     optimiser = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
     average = torch.optim.swa_utils.AveragedModel(
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config["ema_decay"]), use_buffers=True
@@ -347,6 +378,11 @@ def main(argv=None) -> int:
             config[key] = json.loads(value)
         except json.JSONDecodeError:
             parser.error(f"--set {item}: the value must be JSON, e.g. --set '{key}=\"{value}\"' for a string")
+
+    try:
+        check_config(config)
+    except ValueError as error:
+        parser.error(f"--set: {error}")
 
     def log(message: str) -> None:
         print(message, flush=True)
