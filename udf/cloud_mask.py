@@ -604,9 +604,10 @@ def mask_array(
                 missing |= ~np.isfinite(image).all(axis=0)
         any_missing = bool(missing.any())
         # class maps straight from the graph's class indices where the card has them: no softmax, no argmax here
-        name = model.classes_name if output == "classes" and model.classes_name else model.output_name
+        indices = output == "classes" and model.classes_name is not None
+        name = model.classes_name if indices else model.output_name
         # pred: probabilities (K, H, W) in the card's class order, or class indices (1, H, W) from ``name``
-        if any_missing and missing.all() and name != model.output_name:
+        if any_missing and missing.all() and indices:
             pred = np.full((1, height, width), model.class_codes.index(MISSING), dtype=np.uint8)
         elif any_missing and missing.all():
             pred = np.zeros((len(model.class_codes), height, width), dtype=np.float32)
@@ -623,14 +624,14 @@ def mask_array(
                 model, image, window=options["window_size"], overlap=options["window_overlap"], origin=origin,
                 output_name=name,
             )
-            if any_missing and name == model.output_name:
+            if any_missing and not indices:
                 pred[:, missing] = 0.0
                 pred[model.class_codes.index(MISSING), missing] = 1.0
         if output == "probabilities":
             result[i] = pred[np.argsort(model.class_codes)]
         elif output == "classes":
             target = result[i, 0]
-            if name != model.output_name:  # class indices from the graph
+            if indices:  # class indices from the graph
                 codes = np.add(pred[0], 1, out=target) if codes_in_order else codes_lookup[pred[0]]
             elif codes_in_order:  # index k is code k + 1: written straight into the result
                 codes = argmax_classes(pred, first=1, out=target)
