@@ -1,5 +1,6 @@
 """The training pipeline: synthetic labels, teacher mapping, data-folder errors, and (with torch) the network."""
 
+import math
 import os
 from pathlib import Path
 
@@ -259,6 +260,7 @@ def test_config_override_that_is_not_json_is_refused_with_a_hint(monkeypatch, tm
         ('synthetic_shadow_transmission="diffuse"', "synthetic_shadow_transmission: unknown value 'diffuse'; use one of direct, total"),
         ('synthetic_relief="shade"', "synthetic_relief: unknown value 'shade'"),
         ('init_from="/no/such/weights.pt"', "init_from: no checkpoint at /no/such/weights.pt"),
+        ('teacher_targets="probabilities"', "teacher_targets: unknown value 'probabilities'; use one of hard, soft"),
     ],
 )
 def test_bad_generator_choices_are_refused_before_any_work(monkeypatch, tmp_path, capsys, override, message):
@@ -366,6 +368,32 @@ def test_set_loss_prefers_allowed_classes():
     assert float(set_loss(good, member, weight)) == pytest.approx(float(set_loss(also_good, member, weight)))
     assert float(set_loss(bad, member, weight)) > float(set_loss(good, member, weight)) + 1.0
 
+
+
+def test_soft_teacher_targets_are_matched_by_the_teachers_own_probabilities():
+    """Soft targets: the loss is least where the student's set masses equal the teacher's; zero rows stay hard."""
+    torch = pytest.importorskip("torch")
+    from openeo_cloudmask.models.training.train import set_loss
+
+    member = torch.zeros(1, 5, 1, 2, dtype=torch.bool)
+    member[0, 2:4, 0, 0] = True  # the argmax: cloud
+    member[0, 4, 0, 1] = True  # nodata
+    weight = torch.ones(1, 1, 2)
+    soft = torch.zeros(1, 3, 1, 2)
+    soft[0, :, 0, 0] = torch.tensor([0.3, 0.1, 0.6])  # teacher: clear 0.3, shadow 0.1, cloud 0.6; pixel 2 all zero
+
+    def logits(clear, shadow, cloud):  # cloud mass split evenly between semi and opaque; nodata pixel sure of 5
+        first = torch.log(torch.tensor([clear, shadow, cloud / 2, cloud / 2, 1e-9]))
+        second = torch.tensor([0.0, 0.0, 0.0, 0.0, 20.0])
+        return torch.stack([first, second], dim=1).view(1, 5, 1, 2)
+
+    matched = float(set_loss(logits(0.3, 0.1, 0.6), member, weight, soft))
+    for other in [(0.05, 0.05, 0.9), (0.6, 0.1, 0.3), (0.3, 0.4, 0.3)]:
+        assert float(set_loss(logits(*other), member, weight, soft)) > matched + 0.01
+    # the hard target alone prefers the confident cloud; the nodata pixel is scored the same either way
+    assert float(set_loss(logits(0.05, 0.05, 0.9), member, weight)) < float(set_loss(logits(0.3, 0.1, 0.6), member, weight))
+    entropy = -(0.3 * math.log(0.3) + 0.1 * math.log(0.1) + 0.6 * math.log(0.6))
+    assert matched == pytest.approx((entropy + 0.0) / 2, abs=1e-3)
 
 def _shifted_tiny_model(directory, cloud_bias: float):
     """The tiny model with another cloud logit bias (a second, different ensemble member)."""

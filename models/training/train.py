@@ -43,6 +43,9 @@ from openeo_cloudmask.models.training.teacher import TEACHER_DESCRIPTION, member
 CONFIG_PATH = Path(__file__).resolve().parent / "config.json"
 
 BACKGROUND_SOURCES = ("wright_clear", "teacher_clear_crops", "procedural", "sea")
+TEACHER_TARGETS = ("hard", "soft")
+#: the teacher's classes (clear, shadow, cloud) as sets of our output channels (codes 1, 2 and {3, 4})
+TEACHER_SETS = ((0,), (1,), (2, 3))
 DEFAULT_CONFIG = {
     "version": "1.3.0",
     "seed": 20260101,
@@ -91,6 +94,9 @@ DEFAULT_CONFIG = {
     "teacher_shadow_weight": 1.0,
     # teacher pixels weigh (ensemble confidence) ** this in the loss
     "teacher_confidence_power": 1.0,
+    # teacher crops' targets (TEACHER_TARGETS): "hard" = the ensemble's winning class (as a set label), "soft" =
+    # cross-entropy against its probabilities over clear, shadow and cloud {3, 4} (knowledge distillation)
+    "teacher_targets": "hard",
     # distillation: folders of trained models (ONNX + card) whose mean probabilities are soft targets on the
     # synthetic crops, added to the exact-label loss with this weight (see distill.py); [] = off
     "distill_from": [],
@@ -126,7 +132,11 @@ def check_config(config: dict) -> None:
         raise ValueError(f"background_sources: unknown source(s) {sorted(unknown)}; use {', '.join(BACKGROUND_SOURCES)}")
     if config["init_from"] and not Path(config["init_from"]).is_file():
         raise ValueError(f"init_from: no checkpoint at {config['init_from']}; give a file that train.py saved (its 'checkpoint')")
-    for key, allowed in (("synthetic_relief", RELIEF_MODES), ("synthetic_shadow_transmission", SHADOW_TRANSMISSIONS)):
+    for key, allowed in (
+        ("synthetic_relief", RELIEF_MODES),
+        ("synthetic_shadow_transmission", SHADOW_TRANSMISSIONS),
+        ("teacher_targets", TEACHER_TARGETS),
+    ):
         if config[key] not in allowed:
             raise ValueError(f"{key}: unknown value {config[key]!r}; use one of {', '.join(allowed)}")
 
@@ -158,7 +168,10 @@ def dihedral(rng: np.random.Generator, arrays: list) -> list:
 
 
 class Sampler:
-    """Draws training crops (dn, membership, weight, is_synthetic) from synthetic and teacher sources."""
+    """Draws training crops (dn, membership, weight, soft, is_synthetic) from synthetic and teacher sources.
+
+    ``soft`` (3, H, W) holds the teacher's probabilities where ``teacher_targets`` is "soft", else zeros.
+    """
 
     def __init__(self, config: dict, teacher_scenes: list, teacher_probs: list, backgrounds: list, rng):
         self.config = config
@@ -208,7 +221,7 @@ class Sampler:
         background = np.clip(background, 0.0005, 1.2).astype(np.float32)
         options = dict(self.synthetic_options, pixel_m=10.0 * factor)
         dn, label, member = synthesize_sets(background, rng, margin=cfg["synthetic_margin"], options=options)
-        return dn, member, self.class_weights[label - 1], True
+        return dn, member, self.class_weights[label - 1], np.zeros((3,) + label.shape, np.float32), True
 
     def teacher(self, size: int):
         rng, cfg = self.rng, self.config
@@ -227,10 +240,14 @@ class Sampler:
         dn[:, nodata] = 0.0
         member, weight = membership_targets(pr, nodata, cfg["teacher_confidence_power"])
         weight = np.where(member[1], weight * cfg["teacher_shadow_weight"], weight).astype(np.float32)
-        return dn, member, weight, False
+        soft = np.zeros((3,) + nodata.shape, np.float32)
+        if cfg["teacher_targets"] == "soft":
+            soft[:] = pr / np.maximum(pr.sum(axis=0, keepdims=True), 1e-6)
+            soft[:, nodata] = 0.0  # nodata keeps its hard target {5}
+        return dn, member, weight, soft, False
 
     def batch(self):
-        """Stacked (dn, membership, weight, is_synthetic) for one batch of crops."""
+        """Stacked (dn, membership, weight, soft, is_synthetic) for one batch of crops."""
         cfg = self.config
         items = [
             self.synthetic(cfg["crop"]) if self.rng.random() < cfg["synthetic_fraction"] else self.teacher(cfg["crop"])
@@ -239,13 +256,20 @@ class Sampler:
         return [np.stack(parts) for parts in zip(*items)]
 
 
-def set_loss(logits, member, weight):
-    """Weighted negative log of the probability mass on each pixel's allowed class set."""
+def set_loss(logits, member, weight, soft=None):
+    """Weighted negative log of the probability mass on each pixel's allowed class set.
+
+    Where ``soft`` (N, 3, H, W) is given and a pixel's row is not all zero, that pixel's term is instead the
+    cross-entropy of the student's mass on the teacher's sets (TEACHER_SETS) against those probabilities.
+    """
     import torch
 
     log_p = torch.log_softmax(logits, dim=1)
     masked = log_p.masked_fill(~member, float("-inf"))
     nll = -torch.logsumexp(masked, dim=1)
+    if soft is not None:
+        set_log_p = torch.stack([torch.logsumexp(log_p[:, list(s)], dim=1) for s in TEACHER_SETS], dim=1)
+        nll = torch.where(soft.sum(dim=1) > 0, -(soft * set_log_p).sum(dim=1), nll)
     return (nll * weight).sum() / weight.sum().clamp(min=1.0)
 
 
@@ -292,12 +316,13 @@ def train(config: dict, out_dir: Path, log=print) -> dict:
         lr = config["lr"] * min(1.0, (step + 1) / config["warmup_steps"]) * 0.5 * (1 + math.cos(math.pi * progress))
         for group in optimiser.param_groups:
             group["lr"] = lr
-        dn, member, weight, synthetic = sampler.batch()
+        dn, member, weight, teacher_soft, synthetic = sampler.batch()
         soft = ensemble.probabilities(dn[synthetic]) if ensemble is not None and synthetic.any() else None
         dn, member, weight = (torch.from_numpy(a) for a in (dn, member, weight))
+        teacher_soft = torch.from_numpy(teacher_soft) if config["teacher_targets"] == "soft" else None
         model.train()
         logits = model.logits(dn)
-        loss = set_loss(logits, member, weight)
+        loss = set_loss(logits, member, weight, teacher_soft)
         if soft is not None:
             chosen = torch.from_numpy(synthetic)
             loss = loss + config["distill_weight"] * soft_loss(logits[chosen], torch.from_numpy(soft), weight[chosen])
