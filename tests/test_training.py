@@ -479,6 +479,19 @@ def test_compare_offsets_shift_the_decision_and_bad_arguments_are_refused(tmp_pa
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
+
+def test_training_fit_pools_recall_of_each_teacher_class_over_valid_pixels():
+    from openeo_cloudmask.models.training import compare
+
+    dn = np.full((4, 2, 4), 500.0, np.float32)
+    dn[:, 1, 3] = 0.0  # one nodata pixel: never scored
+    scene = scenes.Scene(name="s", file="s.nc", level="L2A", dn=dn)
+    teacher = np.array([[1, 1, 4, 4], [4, 4, 2, 5]], np.uint8)
+    ours = np.array([[1, 4, 3, 4], [1, 4, 2, 1]], np.uint8)  # semi-transparent (3) counts as the teacher's cloud
+    fit = compare.training_fit(lambda dn, level: ours, [(scene, teacher), (scene, teacher)])
+    assert fit["recall_of_teacher_class"] == {"clear": 0.5, "cloud_shadow": 1.0, "cloud": 0.75}
+    assert fit["agreement"] == round(5 / 7, 4)
+
 def test_mixed_blocks_marks_the_cells_that_hold_a_class_boundary():
     from openeo_cloudmask.models.training.compare import mixed_blocks
 
