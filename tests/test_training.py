@@ -371,16 +371,19 @@ def test_set_loss_prefers_allowed_classes():
 
 
 def test_soft_teacher_targets_are_matched_by_the_teachers_own_probabilities():
-    """Soft targets: the loss is least where the student's set masses equal the teacher's; zero rows stay hard."""
+    """Soft targets, in the teacher's class order: least loss where the student's masses equal the teacher's."""
     torch = pytest.importorskip("torch")
     from openeo_cloudmask.models.training.train import set_loss
 
-    member = torch.zeros(1, 5, 1, 2, dtype=torch.bool)
-    member[0, 2:4, 0, 0] = True  # the argmax: cloud
-    member[0, 4, 0, 1] = True  # nodata
-    weight = torch.ones(1, 1, 2)
-    soft = torch.zeros(1, 3, 1, 2)
-    soft[0, :, 0, 0] = torch.tensor([0.3, 0.1, 0.6])  # teacher: clear 0.3, shadow 0.1, cloud 0.6; pixel 2 all zero
+    # teacher (ukis order: clear, cloud, shadow) says clear 0.3, cloud 0.6, shadow 0.1; a second pixel is nodata
+    probs = np.zeros((3, 1, 2), np.float32)
+    probs[:, 0, 0] = [0.3, 0.6, 0.1]
+    probs[0, 0, 1] = 1.0
+    nodata = np.array([[False, True]])
+    member, _ = membership_targets(probs, nodata, power=0)
+    soft = probs.copy()
+    soft[:, nodata] = 0.0
+    member, soft, weight = torch.from_numpy(member[None]), torch.from_numpy(soft[None]), torch.ones(1, 1, 2)
 
     def logits(clear, shadow, cloud):  # cloud mass split evenly between semi and opaque; nodata pixel sure of 5
         first = torch.log(torch.tensor([clear, shadow, cloud / 2, cloud / 2, 1e-9]))
@@ -388,12 +391,17 @@ def test_soft_teacher_targets_are_matched_by_the_teachers_own_probabilities():
         return torch.stack([first, second], dim=1).view(1, 5, 1, 2)
 
     matched = float(set_loss(logits(0.3, 0.1, 0.6), member, weight, soft))
-    for other in [(0.05, 0.05, 0.9), (0.6, 0.1, 0.3), (0.3, 0.4, 0.3)]:
+    for other in [(0.05, 0.05, 0.9), (0.6, 0.1, 0.3), (0.3, 0.4, 0.3), (0.3, 0.6, 0.1)]:
         assert float(set_loss(logits(*other), member, weight, soft)) > matched + 0.01
-    # the hard target alone prefers the confident cloud; the nodata pixel is scored the same either way
-    assert float(set_loss(logits(0.05, 0.05, 0.9), member, weight)) < float(set_loss(logits(0.3, 0.1, 0.6), member, weight))
     entropy = -(0.3 * math.log(0.3) + 0.1 * math.log(0.1) + 0.6 * math.log(0.6))
-    assert matched == pytest.approx((entropy + 0.0) / 2, abs=1e-3)
+    assert matched == pytest.approx(entropy / 2, abs=1e-3)  # the nodata pixel keeps its hard target {5}: ~0 loss
+    # a sure teacher: the soft loss is the hard set-label loss of its winning class
+    sure = torch.zeros_like(soft)
+    sure[0, 1, 0, 0] = 1.0  # cloud
+    for student in [(0.2, 0.3, 0.5), (0.7, 0.2, 0.1)]:
+        assert float(set_loss(logits(*student), member, weight, sure)) == pytest.approx(
+            float(set_loss(logits(*student), member, weight)), abs=1e-6
+        )
 
 def _shifted_tiny_model(directory, cloud_bias: float):
     """The tiny model with another cloud logit bias (a second, different ensemble member)."""

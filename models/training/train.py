@@ -38,14 +38,19 @@ from openeo_cloudmask.models.training.synthetic import (
     sea_background,
     synthesize_sets,
 )
-from openeo_cloudmask.models.training.teacher import TEACHER_DESCRIPTION, membership_targets, teacher_probabilities
+from openeo_cloudmask.models.training.teacher import (
+    TEACHER_DESCRIPTION,
+    UKIS_TO_OURS,
+    membership_targets,
+    teacher_probabilities,
+)
 
 CONFIG_PATH = Path(__file__).resolve().parent / "config.json"
 
 BACKGROUND_SOURCES = ("wright_clear", "teacher_clear_crops", "procedural", "sea")
 TEACHER_TARGETS = ("hard", "soft")
-#: the teacher's classes (clear, shadow, cloud) as sets of our output channels (codes 1, 2 and {3, 4})
-TEACHER_SETS = ((0,), (1,), (2, 3))
+#: the teacher's classes, in its probabilities' order, as sets of our output channels (code - 1)
+TEACHER_SETS = tuple(tuple(code - 1 for code in UKIS_TO_OURS[k]) for k in sorted(UKIS_TO_OURS))
 DEFAULT_CONFIG = {
     "version": "1.3.0",
     "seed": 20260101,
@@ -95,7 +100,7 @@ DEFAULT_CONFIG = {
     # teacher pixels weigh (ensemble confidence) ** this in the loss
     "teacher_confidence_power": 1.0,
     # teacher crops' targets (TEACHER_TARGETS): "hard" = the ensemble's winning class (as a set label), "soft" =
-    # cross-entropy against its probabilities over clear, shadow and cloud {3, 4} (knowledge distillation)
+    # cross-entropy against its probabilities over its classes clear, cloud {3, 4} and shadow (distillation)
     "teacher_targets": "hard",
     # distillation: folders of trained models (ONNX + card) whose mean probabilities are soft targets on the
     # synthetic crops, added to the exact-label loss with this weight (see distill.py); [] = off
