@@ -92,17 +92,15 @@ def training_data() -> list:
 
 def training_fit(predict, data: list) -> dict:
     """Our coarse codes against the teacher's on its training scenes, pooled: recall of each teacher class."""
-    names = {1: "clear", 2: "cloud_shadow", 4: "cloud"}
-    hits, totals, agree, count = dict.fromkeys(names, 0), dict.fromkeys(names, 0), 0, 0
+    ours, truth = [], []
     for scene, teacher in data:
         valid = ~scene.nodata
-        ours, truth = ev._coarse(predict(scene.dn, scene.level))[valid], teacher[valid]
-        for code in names:
-            hits[code] += int(np.sum((truth == code) & (ours == code)))
-            totals[code] += int(np.sum(truth == code))
-        agree, count = agree + int(np.sum(ours == truth)), count + int(truth.size)
-    recall = {names[c]: round(hits[c] / totals[c], 4) if totals[c] else None for c in names}
-    return {"agreement": round(agree / max(count, 1), 4), "recall_of_teacher_class": recall}
+        ours.append(ev._coarse(predict(scene.dn, scene.level))[valid])
+        truth.append(teacher[valid])
+    ours, truth = np.concatenate(ours), np.concatenate(truth)
+    classes = ev.per_class(truth, ours, codes=(1, 2, 4))
+    recall = {ev.CLASS_NAMES[c]: classes[ev.CLASS_NAMES[c]]["recall"] for c in (1, 2, 4)}
+    return {"agreement": round(float(np.mean(ours == truth)), 4), "recall_of_teacher_class": recall}
 
 
 def score(model_dirs: list, log_offsets=None, data=None, fit_data=None) -> dict:
