@@ -232,6 +232,31 @@ def test_teacher_mapping_uses_set_labels():
     assert codes.tolist() == [[1, 4], [2, 5]]
 
 
+def test_photometric_copies_are_scaled_within_range_and_relabelled_by_the_teacher_on_the_copy():
+    pytest.importorskip("ukis_csmask")
+    from openeo_cloudmask.models.training import train
+    from openeo_cloudmask.models.training.teacher import teacher_probabilities
+
+    dn, _ = demo_scene(seed=2)  # has a nodata border
+    scene = scenes.Scene(name="demo", file="demo", level="L2A", dn=dn,
+                         s2cloudless_probability=np.full(dn.shape[1:], 0.9, np.float32))
+    config = dict(train.DEFAULT_CONFIG, teacher_copies=2, teacher_copy_gain=[0.5, 0.6], teacher_copy_band_jitter=0.1)
+    (copies,) = train.photometric_copies([scene], config, log=lambda message: None)
+    assert len(copies) == 2
+    valid = ~scene.nodata
+    for copy, probs in copies:
+        assert np.all(copy.dn[:, scene.nodata] == 0) and copy.nodata.sum() == scene.nodata.sum()
+        ratio = copy.dn[:, valid] / dn[:, valid]
+        assert np.all((ratio > 0.5 * 0.9 - 1e-3) & (ratio < 0.6 * 1.1 + 1e-3))
+        assert np.allclose(ratio, ratio[:, :1], atol=2e-3)  # one factor per band (up to the clip at DN 1)
+        assert copy.s2cloudless_probability is None  # belonged to the original image
+        np.testing.assert_array_equal(probs, teacher_probabilities(copy))
+    assert not np.array_equal(copies[0][0].dn, copies[1][0].dn)
+    again = train.photometric_copies([scene], config, log=lambda message: None)
+    np.testing.assert_array_equal(again[0][1][0].dn, copies[1][0].dn)  # seeded
+    assert train.photometric_copies([scene], dict(config, teacher_copies=0)) == []
+
+
 def test_unknown_config_override_is_refused_with_the_valid_keys(monkeypatch, tmp_path, capsys):
     from openeo_cloudmask.models.training import train
 
@@ -261,6 +286,8 @@ def test_config_override_that_is_not_json_is_refused_with_a_hint(monkeypatch, tm
         ('synthetic_relief="shade"', "synthetic_relief: unknown value 'shade'"),
         ('init_from="/no/such/weights.pt"', "init_from: no checkpoint at /no/such/weights.pt"),
         ('teacher_targets="probabilities"', "teacher_targets: unknown value 'probabilities'; use one of hard, soft"),
+        ("teacher_copy_gain=[0, 1.2]", "teacher_copy_gain: [0, 1.2] is not a range [low, high] with 0 < low <= high"),
+        ("teacher_copy_share=1.5", "teacher_copy_share: 1.5 is not a share between 0 and 1"),
     ],
 )
 def test_bad_generator_choices_are_refused_before_any_work(monkeypatch, tmp_path, capsys, override, message):

@@ -16,6 +16,7 @@ the card. Held-out scenes (scenes.py) are never loaded here.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -102,6 +103,14 @@ DEFAULT_CONFIG = {
     # teacher crops' targets (TEACHER_TARGETS): "hard" = the ensemble's winning class (as a set label), "soft" =
     # cross-entropy against its probabilities over its classes clear, cloud {3, 4} and shadow (distillation)
     "teacher_targets": "hard",
+    # photometric copies of the teacher scenes, each relabelled by the teacher on the copy, so that the student
+    # learns the teacher's answers over darker and brighter surfaces than its few places show (photometric_copies):
+    # copies per scene (0 = off), the log-uniform range of the copy's gain, its per-band jitter, and the share of
+    # teacher crops drawn from a copy instead of the scene itself
+    "teacher_copies": 0,
+    "teacher_copy_gain": [0.4, 1.25],
+    "teacher_copy_band_jitter": 0.1,
+    "teacher_copy_share": 0.5,
     # distillation: folders of trained models (ONNX + card) whose mean probabilities are soft targets on the
     # synthetic crops, added to the exact-label loss with this weight (see distill.py); [] = off
     "distill_from": [],
@@ -137,6 +146,11 @@ def check_config(config: dict) -> None:
         raise ValueError(f"background_sources: unknown source(s) {sorted(unknown)}; use {', '.join(BACKGROUND_SOURCES)}")
     if config["init_from"] and not Path(config["init_from"]).is_file():
         raise ValueError(f"init_from: no checkpoint at {config['init_from']}; give a file that train.py saved (its 'checkpoint')")
+    low, high = config["teacher_copy_gain"]
+    if not 0 < low <= high:
+        raise ValueError(f"teacher_copy_gain: {config['teacher_copy_gain']} is not a range [low, high] with 0 < low <= high")
+    if not 0 <= config["teacher_copy_share"] <= 1:
+        raise ValueError(f"teacher_copy_share: {config['teacher_copy_share']} is not a share between 0 and 1")
     for key, allowed in (
         ("synthetic_relief", RELIEF_MODES),
         ("synthetic_shadow_transmission", SHADOW_TRANSMISSIONS),
@@ -178,8 +192,9 @@ class Sampler:
     ``soft`` (3, H, W) holds the teacher's probabilities where ``teacher_targets`` is "soft", else zeros.
     """
 
-    def __init__(self, config: dict, teacher_scenes: list, teacher_probs: list, backgrounds: list, rng):
+    def __init__(self, config: dict, teacher_scenes: list, teacher_probs: list, backgrounds: list, rng, copies=None):
         self.config = config
+        self.copies = copies or []  # per teacher scene, its (copy, probabilities) pairs (photometric_copies)
         self.rng = rng
         self.teacher_scenes = teacher_scenes
         self.teacher_probs = teacher_probs
@@ -232,6 +247,8 @@ class Sampler:
         rng, cfg = self.rng, self.config
         index = rng.choice(len(self.teacher_scenes), p=self.teacher_p)
         scene, probs = self.teacher_scenes[index], self.teacher_probs[index]
+        if self.copies and rng.random() < cfg["teacher_copy_share"]:
+            scene, probs = self.copies[index][rng.integers(len(self.copies[index]))]
         factor = int(_pick(rng, cfg["teacher_scale_probabilities"]))
         dn, pr = random_crop(rng, [scene.dn, probs], size * factor)
         dn, pr = dihedral(rng, [dn, pr])
@@ -288,6 +305,42 @@ def load_training_data(log) -> tuple[list, list, list]:
     return teacher_scenes, teacher_probs, backgrounds
 
 
+def photometric_copies(scenes: list, config: dict, log=print) -> list:
+    """Per scene, ``teacher_copies`` (copy, teacher probabilities) pairs; [] when copies are off.
+
+    A copy scales every band by one log-uniform gain (``teacher_copy_gain``) times a per-band factor within
+    +-``teacher_copy_band_jitter``; nodata stays 0. The teacher labels the copy itself, so its answers stay the
+    teacher's own (a darkened cloud may become clear, a darkened field shadow), not the original scene's. Stored
+    s2cloudless probabilities belong to the original image and are dropped. Its own random stream (from the seed)
+    leaves the training draws as they are.
+    """
+    if not config["teacher_copies"]:
+        return []
+    rng = np.random.default_rng([config["seed"], 7])
+    low, high = np.log(config["teacher_copy_gain"])
+    jitter = config["teacher_copy_band_jitter"]
+    start, out = time.time(), []
+    for scene in scenes:
+        nodata, copies = scene.nodata, []
+        for k in range(config["teacher_copies"]):
+            factors = (np.exp(rng.uniform(low, high)) * rng.uniform(1 - jitter, 1 + jitter, 6)).astype(np.float32)
+
+            def scaled(dn, f):
+                return np.where(nodata, 0.0, np.clip(dn * f[:, None, None], 1.0, 30000.0)).astype(np.float32)
+
+            copy = dataclasses.replace(
+                scene,
+                name=f"{scene.name}_copy{k}",
+                dn=scaled(scene.dn, factors[:4]),
+                swir=None if scene.swir is None else scaled(scene.swir, factors[4:]),
+                s2cloudless_probability=None,
+            )
+            copies.append((copy, teacher_probabilities(copy)))
+        out.append(copies)
+    log(f"teacher labels for {config['teacher_copies']} photometric copies of each scene in {time.time() - start:.0f} s")
+    return out
+
+
 def train(config: dict, out_dir: Path, log=print) -> dict:
     import torch
 
@@ -297,7 +350,7 @@ def train(config: dict, out_dir: Path, log=print) -> dict:
     torch.manual_seed(config["seed"])
     rng = np.random.default_rng(config["seed"])
     teacher_scenes, teacher_probs, backgrounds = load_training_data(log)
-    sampler = Sampler(config, teacher_scenes, teacher_probs, backgrounds, rng)
+    sampler = Sampler(config, teacher_scenes, teacher_probs, backgrounds, rng, photometric_copies(teacher_scenes, config, log))
     log(f"{len(sampler.clear_sources)} teacher scenes serve as clear backgrounds")
 
     ensemble = None
