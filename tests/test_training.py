@@ -255,6 +255,8 @@ def test_photometric_copies_are_scaled_within_range_and_relabelled_by_the_teache
     again = train.photometric_copies([scene], config, log=lambda message: None)
     np.testing.assert_array_equal(again[0][1][0].dn, copies[1][0].dn)  # seeded
     assert train.photometric_copies([scene], dict(config, teacher_copies=0)) == []
+    l1c = dict(vars(scene), level="L1C")
+    assert train.photometric_copies([scenes.Scene(**l1c)], config, log=lambda message: None) == [[]]
 
 
 def test_unknown_config_override_is_refused_with_the_valid_keys(monkeypatch, tmp_path, capsys):

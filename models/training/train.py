@@ -111,6 +111,9 @@ DEFAULT_CONFIG = {
     "teacher_copy_gain": [0.4, 1.25],
     "teacher_copy_band_jitter": 0.1,
     "teacher_copy_share": 0.5,
+    # processing levels whose scenes get copies: a gain on top-of-atmosphere (L1C) reflectance would also scale
+    # its path radiance, which no real scene does
+    "teacher_copy_levels": ["L2A"],
     # distillation: folders of trained models (ONNX + card) whose mean probabilities are soft targets on the
     # synthetic crops, added to the exact-label loss with this weight (see distill.py); [] = off
     "distill_from": [],
@@ -247,7 +250,7 @@ class Sampler:
         rng, cfg = self.rng, self.config
         index = rng.choice(len(self.teacher_scenes), p=self.teacher_p)
         scene, probs = self.teacher_scenes[index], self.teacher_probs[index]
-        if self.copies and rng.random() < cfg["teacher_copy_share"]:
+        if self.copies and self.copies[index] and rng.random() < cfg["teacher_copy_share"]:
             scene, probs = self.copies[index][rng.integers(len(self.copies[index]))]
         factor = int(_pick(rng, cfg["teacher_scale_probabilities"]))
         dn, pr = random_crop(rng, [scene.dn, probs], size * factor)
@@ -306,7 +309,8 @@ def load_training_data(log) -> tuple[list, list, list]:
 
 
 def photometric_copies(scenes: list, config: dict, log=print) -> list:
-    """Per scene, ``teacher_copies`` (copy, teacher probabilities) pairs; [] when copies are off.
+    """Per scene, ``teacher_copies`` (copy, teacher probabilities) pairs (none for scenes of a level outside
+    ``teacher_copy_levels``); [] when copies are off.
 
     A copy scales every band by one log-uniform gain (``teacher_copy_gain``) times a per-band factor within
     +-``teacher_copy_band_jitter``; nodata stays 0. The teacher labels the copy itself, so its answers stay the
@@ -322,7 +326,7 @@ def photometric_copies(scenes: list, config: dict, log=print) -> list:
     start, out = time.time(), []
     for scene in scenes:
         nodata, copies = scene.nodata, []
-        for k in range(config["teacher_copies"]):
+        for k in range(config["teacher_copies"] if scene.level in config["teacher_copy_levels"] else 0):
             factors = (np.exp(rng.uniform(low, high)) * rng.uniform(1 - jitter, 1 + jitter, 6)).astype(np.float32)
 
             def scaled(dn, f):
