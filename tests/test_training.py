@@ -259,6 +259,16 @@ def test_photometric_copies_are_scaled_within_range_and_relabelled_by_the_teache
     assert train.photometric_copies([scenes.Scene(**l1c)], config, log=lambda message: None) == [[]]
 
 
+def test_finetune_phase_is_a_second_run_from_the_first_ones_weights():
+    from openeo_cloudmask.models.training import train
+
+    config = dict(train.DEFAULT_CONFIG, max_steps=4000, lr=3e-3, finetune={"steps": 1000, "lr": 3e-4, "teacher_copies": 6})
+    tuned = train.finetune_config(config, "/tmp/first.pt")
+    assert (tuned["max_steps"], tuned["lr"], tuned["teacher_copies"], tuned["init_from"]) == (1000, 3e-4, 6, "/tmp/first.pt")
+    assert tuned["finetune"] is None and tuned["seed"] == config["seed"] and "steps" not in tuned
+    assert config["max_steps"] == 4000 and config["lr"] == 3e-3  # the first phase's config is left alone
+
+
 def test_unknown_config_override_is_refused_with_the_valid_keys(monkeypatch, tmp_path, capsys):
     from openeo_cloudmask.models.training import train
 
@@ -290,6 +300,9 @@ def test_config_override_that_is_not_json_is_refused_with_a_hint(monkeypatch, tm
         ('teacher_targets="probabilities"', "teacher_targets: unknown value 'probabilities'; use one of hard, soft"),
         ("teacher_copy_gain=[0, 1.2]", "teacher_copy_gain: [0, 1.2] is not a range [low, high] with 0 < low <= high"),
         ("teacher_copy_share=1.5", "teacher_copy_share: 1.5 is not a share between 0 and 1"),
+        ('finetune={"lr": 0.001}', "finetune: {'lr': 0.001} must be {\"steps\": N, KEY: value, ...}"),
+        ('finetune={"steps": 10, "learning_rate": 0.001}', "unknown key(s) ['learning_rate']"),
+        ('finetune={"steps": 10, "teacher_copy_share": 2}', "teacher_copy_share: 2 is not a share between 0 and 1"),
     ],
 )
 def test_bad_generator_choices_are_refused_before_any_work(monkeypatch, tmp_path, capsys, override, message):

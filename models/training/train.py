@@ -120,6 +120,9 @@ DEFAULT_CONFIG = {
     "distill_weight": 1.0,
     # fine-tuning: start from these torch weights (a checkpoint of the same network) instead of random ones; None = off
     "init_from": None,
+    # a second phase after max_steps (None = off): {"steps": N, KEY: value, ...} trains N more steps from the first
+    # phase's EMA weights with those config overrides, seeded afresh (finetune_config)
+    "finetune": None,
     "scale_probabilities": {"1": 0.65, "2": 0.25, "3": 0.10},
     "teacher_scale_probabilities": {"1": 0.75, "2": 0.25},
     # shares of the synthetic crops' clear backgrounds (BACKGROUND_SOURCES; "sea": synthetic.sea_background)
@@ -149,6 +152,14 @@ def check_config(config: dict) -> None:
         raise ValueError(f"background_sources: unknown source(s) {sorted(unknown)}; use {', '.join(BACKGROUND_SOURCES)}")
     if config["init_from"] and not Path(config["init_from"]).is_file():
         raise ValueError(f"init_from: no checkpoint at {config['init_from']}; give a file that train.py saved (its 'checkpoint')")
+    if config["finetune"]:
+        unknown = set(config["finetune"]) - set(DEFAULT_CONFIG) - {"steps"}
+        if "steps" not in config["finetune"] or unknown or "finetune" in config["finetune"]:
+            raise ValueError(
+                f"finetune: {config['finetune']} must be {{\"steps\": N, KEY: value, ...}} with training config keys"
+                + (f"; unknown key(s) {sorted(unknown)}" if unknown else "")
+            )
+        check_config(finetune_config(config, None))
     low, high = config["teacher_copy_gain"]
     if not 0 < low <= high:
         raise ValueError(f"teacher_copy_gain: {config['teacher_copy_gain']} is not a range [low, high] with 0 < low <= high")
@@ -346,14 +357,42 @@ def photometric_copies(scenes: list, config: dict, log=print) -> list:
 
 
 def train(config: dict, out_dir: Path, log=print) -> dict:
+    """Train (and fine-tune, if ``finetune`` is set), save the torch weights, export ONNX and the card."""
+    import torch
+
+    data = load_training_data(log)
+    checkpoint = Path(config["checkpoint"].format(seed=config["seed"], run=out_dir.name))
+    model, config, steps, minutes, final_loss = train_phase(config, data, log)
+    torch.save(model.state_dict(), checkpoint)
+    if config["finetune"]:
+        # exactly a second run started from the first one's saved weights (init_from), with its own seeding
+        tuned = finetune_config(config, str(checkpoint))
+        log(f"fine-tuning for {tuned['max_steps']} steps: {json.dumps(config['finetune'])}")
+        model, tuned, more_steps, more_minutes, final_loss = train_phase(tuned, data, log)
+        checkpoint = checkpoint.with_name(checkpoint.stem + "_finetuned.pt")
+        torch.save(model.state_dict(), checkpoint)
+        config = dict(config, **{k: v for k, v in tuned.items() if k.startswith("distill_members")})
+        steps, minutes = steps + more_steps, minutes + more_minutes
+    log(f"saved the torch weights to {checkpoint}")
+    return finish(model, config, out_dir, steps, minutes, final_loss, log)
+
+
+def finetune_config(config: dict, init_from: str) -> dict:
+    """The second phase's config: ``finetune``'s overrides, its ``steps`` as the budget, from ``init_from``."""
+    overrides = {k: v for k, v in config["finetune"].items() if k != "steps"}
+    return dict(config, **overrides, max_steps=config["finetune"]["steps"], init_from=init_from, finetune=None)
+
+
+def train_phase(config: dict, data: tuple, log=print) -> tuple:
+    """One training run from ``config``'s seed: (EMA model, config as run, steps, minutes, final loss)."""
     import torch
 
     from openeo_cloudmask.models.training.network import build_network
 
+    teacher_scenes, teacher_probs, backgrounds = data
     torch.set_num_threads(config["torch_threads"])
     torch.manual_seed(config["seed"])
     rng = np.random.default_rng(config["seed"])
-    teacher_scenes, teacher_probs, backgrounds = load_training_data(log)
     sampler = Sampler(config, teacher_scenes, teacher_probs, backgrounds, rng, photometric_copies(teacher_scenes, config, log))
     log(f"{len(sampler.clear_sources)} teacher scenes serve as clear backgrounds")
 
@@ -395,12 +434,9 @@ def train(config: dict, out_dir: Path, log=print) -> dict:
         losses.append(loss.item())
         if (step + 1) % 50 == 0:
             log(f"step {step + 1} {(time.time() - start) / 60:.1f} min lr {lr:.2e} loss {np.mean(losses[-50:]):.4f}")
-    step = config["max_steps"]
     minutes = (time.time() - start) / 60.0
-    log(f"trained {step} steps in {minutes:.1f} min")
-    model = average.module
-    torch.save(model.state_dict(), Path(config["checkpoint"].format(seed=config["seed"], run=out_dir.name)))
-    return finish(model, config, out_dir, step, minutes, float(np.mean(losses[-200:])), log)
+    log(f"trained {config['max_steps']} steps in {minutes:.1f} min")
+    return average.module, config, config["max_steps"], minutes, float(np.mean(losses[-200:]))
 
 
 def finish(model, config: dict, out_dir: Path, steps: int, minutes: float, final_loss: float, log=print) -> dict:
