@@ -542,6 +542,18 @@ def test_training_fit_pools_recall_of_each_teacher_class_over_valid_pixels():
     assert fit["recall_of_teacher_class"] == {"clear": 0.5, "cloud_shadow": 1.0, "cloud": 0.75}
     assert fit["agreement"] == round(5 / 7, 4)
 
+def test_best_threshold_f1_scores_the_ranking_whatever_the_calibration():
+    from openeo_cloudmask.models.training.compare import best_threshold_f1
+
+    truth = np.array([True] * 6 + [False] * 6)
+    p = np.array([0.30, 0.32, 0.34, 0.36, 0.38, 0.40, 0.05, 0.10, 0.15, 0.20, 0.22, 0.24])
+    best = best_threshold_f1(truth, p)
+    assert best["f1"] == 1.0 and best["threshold"] in (0.25, 0.3)  # perfect ranking, poor calibration
+    assert best_threshold_f1(truth, p**0.5)["f1"] == 1.0  # a monotone change keeps it
+    mixed = np.array([0.9, 0.1] * 6)
+    assert best_threshold_f1(truth, mixed)["f1"] < 1.0
+
+
 def test_mixed_blocks_marks_the_cells_that_hold_a_class_boundary():
     from openeo_cloudmask.models.training.compare import mixed_blocks
 

@@ -11,6 +11,10 @@ distillation or shipping several models would aim for). ``--log-offsets`` adds
 per-class constants to the log-probabilities (codes 1..5) before the argmax: a
 decision prior, to see how far a threshold shift alone moves each score.
 
+``weak-label cloud F1, best threshold`` (and ``l1c_best_threshold`` in the JSON) takes
+P(semi-transparent) + P(cloud) at its best threshold: a threshold-free measure
+of the ranking, which a decision shift (or a model that is only one) leaves alone.
+
 The JSON also splits synthetic cloud F1 by whether a pixel's 4x4 block (the
 network's quarter-resolution cell) is one class in the truth or mixed.
 ``--training-fit`` adds how well each result reproduces the teacher on the
@@ -43,6 +47,7 @@ COLUMNS = (
     ("shadow F1", lambda r: r["synthetic"]["cloud_shadow"]),
     ("semi F1", lambda r: r["synthetic"]["semi_transparent_cloud"]),
     ("weak-label cloud F1", lambda r: r["weak_labels"]),
+    ("weak-label cloud F1, best threshold", lambda r: r["weak_labels_best_threshold"]["f1"]),
     ("L1C scene: teacher agreement", lambda r: r["agreement"].get("s2cloudless_testscene")),
     ("L1C scene: cloud F1 vs s2cloudless", lambda r: r["l1c_cloud_f1_vs_s2cloudless"]),
     ("102871 agreement", lambda r: r["agreement"].get("cairo_kaggle_weaklabel_102871")),
@@ -64,6 +69,16 @@ def classes(probs: np.ndarray, log_offsets=None) -> np.ndarray:
         return (np.argmax(probs, axis=0) + 1).astype(np.uint8)
     scores = np.log(np.maximum(probs, 1e-6)) + np.asarray(log_offsets, np.float32)[:, None, None]
     return (np.argmax(scores, axis=0) + 1).astype(np.uint8)
+
+
+def best_threshold_f1(truth: np.ndarray, cloud_probability: np.ndarray) -> dict:
+    """Cloud F1 at the best of the thresholds 0.05, 0.10 ... 0.95 on P(semi) + P(cloud), and that threshold.
+
+    It scores the ranking alone: a model whose only change is a decision shift keeps it.
+    """
+    results = [(ev.scores(truth, cloud_probability >= t)["f1"] or 0.0, round(float(t), 2)) for t in np.arange(1, 20) / 20]
+    f1, threshold = max(results)
+    return {"f1": f1, "threshold": threshold}
 
 
 def mixed_blocks(label: np.ndarray, size: int = 4) -> np.ndarray:
@@ -110,8 +125,11 @@ def score(model_dirs: list, log_offsets=None, data=None, fit_data=None) -> dict:
     # loaded once here: the engine's cache holds 8 models, and an ensemble may have more
     models = [engine.load_model(MODEL_ID, str(d), threads=2) for d in model_dirs]
 
+    def mean_probabilities(dn, level="L2A"):
+        return np.mean([probabilities(m, dn, level) for m in models], axis=0)
+
     def predict(dn, level="L2A"):
-        return classes(np.mean([probabilities(m, dn, level) for m in models], axis=0), log_offsets)
+        return classes(mean_probabilities(dn, level), log_offsets)
 
     test, real = data or held_out_data()
     truth = np.concatenate([label.ravel() for _, label in test])
@@ -124,18 +142,23 @@ def score(model_dirs: list, log_offsets=None, data=None, fit_data=None) -> dict:
         "uniform": ev.scores(truth[~mixed] == 4, pred[~mixed] == 4)["f1"],
         "mixed": ev.scores(truth[mixed] == 4, pred[mixed] == 4)["f1"],
     }
-    weak_truth, weak_pred, chips, agreement, l1c = [], [], {}, {}, None
+    weak_truth, weak_pred, weak_p, chips, agreement, l1c, l1c_best = [], [], [], {}, {}, None, None
     for scene, teacher in real:
         valid = ~scene.nodata
-        ours = predict(scene.dn, scene.level)
+        probs = mean_probabilities(scene.dn, scene.level)
+        ours = classes(probs, log_offsets)
+        cloud_p = (probs[2] + probs[3])[valid]
         agreement[scene.name] = round(float(np.mean(ev._coarse(ours)[valid] == teacher[valid])), 4)
         cloud = np.isin(ours[valid], (3, 4))
         if scene.label_weak is not None:
             weak_truth.append(scene.label_weak[valid] == 1)
             weak_pred.append(cloud)
+            weak_p.append(cloud_p)
             chips[scene.name] = ev.scores(weak_truth[-1], cloud)["f1"]
         if scene.s2cloudless_probability is not None:
-            l1c = ev.scores(scene.s2cloudless_probability[valid] >= 0.4, cloud)["f1"]
+            reference = scene.s2cloudless_probability[valid] >= 0.4
+            l1c = ev.scores(reference, cloud)["f1"]
+            l1c_best = best_threshold_f1(reference, cloud_p)
     weak = ev.scores(np.concatenate(weak_truth), np.concatenate(weak_pred))["f1"]
     fit = {"training_fit": training_fit(predict, fit_data)} if fit_data else {}
     return {
@@ -144,8 +167,10 @@ def score(model_dirs: list, log_offsets=None, data=None, fit_data=None) -> dict:
         "synthetic": synthetic,
         "synthetic_cloud_f1_by_4x4_block": by_block,
         "weak_labels": weak,
+        "weak_labels_best_threshold": best_threshold_f1(np.concatenate(weak_truth), np.concatenate(weak_p)),
         "weak_label_chips": chips,
         "l1c_cloud_f1_vs_s2cloudless": l1c,
+        "l1c_best_threshold": l1c_best,
         "agreement": agreement,
         **fit,
     }
