@@ -302,6 +302,7 @@ def test_config_override_that_is_not_json_is_refused_with_a_hint(monkeypatch, tm
         ("teacher_copy_share=1.5", "teacher_copy_share: 1.5 is not a share between 0 and 1"),
         ('finetune={"lr": 0.001}', "finetune: {'lr': 0.001} must be {\"steps\": N, KEY: value, ...}"),
         ('finetune={"steps": 10, "learning_rate": 0.001}', "unknown key(s) ['learning_rate']"),
+        ('finetune={"steps": 10, "max_steps": 5}', "['max_steps'] are set by the phase itself"),
         ('finetune={"steps": 10, "teacher_copy_share": 2}', "teacher_copy_share: 2 is not a share between 0 and 1"),
     ],
 )

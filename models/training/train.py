@@ -154,10 +154,12 @@ def check_config(config: dict) -> None:
         raise ValueError(f"init_from: no checkpoint at {config['init_from']}; give a file that train.py saved (its 'checkpoint')")
     if config["finetune"]:
         unknown = set(config["finetune"]) - set(DEFAULT_CONFIG) - {"steps"}
-        if "steps" not in config["finetune"] or unknown or "finetune" in config["finetune"]:
+        reserved = set(config["finetune"]) & {"max_steps", "init_from", "finetune"}
+        if "steps" not in config["finetune"] or unknown or reserved:
             raise ValueError(
                 f"finetune: {config['finetune']} must be {{\"steps\": N, KEY: value, ...}} with training config keys"
                 + (f"; unknown key(s) {sorted(unknown)}" if unknown else "")
+                + (f"; {sorted(reserved)} are set by the phase itself" if reserved else "")
             )
         check_config(finetune_config(config, None))
     low, high = config["teacher_copy_gain"]
@@ -352,7 +354,8 @@ def photometric_copies(scenes: list, config: dict, log=print) -> list:
             )
             copies.append((copy, teacher_probabilities(copy)))
         out.append(copies)
-    log(f"teacher labels for {config['teacher_copies']} photometric copies of each scene in {time.time() - start:.0f} s")
+    levels = "/".join(config["teacher_copy_levels"])
+    log(f"teacher labels for {config['teacher_copies']} photometric copies of each {levels} scene in {time.time() - start:.0f} s")
     return out
 
 
