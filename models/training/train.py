@@ -339,12 +339,12 @@ def photometric_copies(scenes: list, config: dict, log=print) -> list:
     start, out = time.time(), []
     for scene in scenes:
         nodata, copies = scene.nodata, []
+
+        def scaled(dn, f):
+            return np.where(nodata, 0.0, np.clip(dn * f[:, None, None], 1.0, 30000.0)).astype(np.float32)
+
         for k in range(config["teacher_copies"] if scene.level in config["teacher_copy_levels"] else 0):
             factors = (np.exp(rng.uniform(low, high)) * rng.uniform(1 - jitter, 1 + jitter, 6)).astype(np.float32)
-
-            def scaled(dn, f):
-                return np.where(nodata, 0.0, np.clip(dn * f[:, None, None], 1.0, 30000.0)).astype(np.float32)
-
             copy = dataclasses.replace(
                 scene,
                 name=f"{scene.name}_copy{k}",
@@ -374,7 +374,6 @@ def train(config: dict, out_dir: Path, log=print) -> dict:
         model, tuned, more_steps, more_minutes, final_loss = train_phase(tuned, data, log)
         checkpoint = checkpoint.with_name(checkpoint.stem + "_finetuned.pt")
         torch.save(model.state_dict(), checkpoint)
-        config = dict(config, **{k: v for k, v in tuned.items() if k.startswith("distill_members")})
         steps, minutes = steps + more_steps, minutes + more_minutes
     log(f"saved the torch weights to {checkpoint}")
     return finish(model, config, out_dir, steps, minutes, final_loss, log)
