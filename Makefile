@@ -15,9 +15,11 @@ $(VENV)/.installed-runtime: setup.cfg setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
+# The suite runs the training and ONNX export tests too: the train extra brings torch. pip takes the CPU
+# wheel from its find-links here; elsewhere PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu does.
 $(VENV)/.installed-test: setup.cfg setup.py | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test,peers]"
-	touch $@ $(VENV)/.installed-runtime
+	$(BIN)/python -m pip install --quiet -e ".[test,peers,train]"
+	touch $@ $(VENV)/.installed-runtime $(VENV)/.installed-train
 
 $(VENV)/.installed-train: setup.cfg setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[train,peers]"
