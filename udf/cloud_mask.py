@@ -76,6 +76,14 @@ DEFAULT_MODEL = "cloudmask-s2-4band"
 ARCHIVE_FOLDER = "cloudmask_deps"
 #: Environment variable a backend operator sets to cap onnxruntime's threads per process.
 THREADS_ENV = "OPENEO_CLOUDMASK_ORT_THREADS"
+#: Folder of the public onnxruntime archive that CDSE's ONNX UDFs use (Python 3.11); put on sys.path when present.
+ONNX_DEPS_FOLDER = "onnx_deps"
+ONNX_DEPS_ARCHIVE = (
+    "https://s3.waw3-1.cloudferro.com/swift/v1/project_dependencies/onnx_deps_python311.zip#" + ONNX_DEPS_FOLDER
+)
+#: Models carried in this file's own text: model id -> {"card": base64 JSON, "onnx": base64 ONNX}. A self-contained
+#: UDP appends one assignment per model (``openeo_cloudmask.release``); used when ``model_dir`` is not given.
+EMBEDDED_MODELS = {}
 
 CLASS_CODES = {1: "clear", 2: "cloud_shadow", 3: "semi_transparent_cloud", 4: "cloud", 5: "missing"}
 CLEAR, SHADOW, SEMI, CLOUD, MISSING = 1, 2, 3, 4, 5
@@ -258,19 +266,32 @@ def resolve_model_dir(model_dir, model_id: str) -> Path:
     )
 
 
-def _import_onnxruntime(model_dir: Path):
-    # A dependency archive may carry onnxruntime beside the model: make it importable.
-    for root in (model_dir, model_dir.parent):
-        if (root / "onnxruntime").is_dir() and str(root) not in sys.path:
+def _import_onnxruntime(model_dir):
+    # A dependency archive may carry onnxruntime beside the model, or be the public onnx_deps one: make it importable.
+    roots = [model_dir, model_dir.parent] if model_dir is not None else []
+    found = [root for root in roots if (root / "onnxruntime").is_dir()]
+    found += [root for root in [Path.cwd() / ONNX_DEPS_FOLDER] if root.is_dir()]  # '<onnx_deps zip>#onnx_deps'
+    for root in found:
+        if str(root) not in sys.path:
             sys.path.append(str(root))
     try:
         import onnxruntime
     except ImportError as exc:
         raise ModelFileError(
-            f"onnxruntime cannot be imported ({exc}); add the dependency archive with onnxruntime to the job option "
-            f"'udf-dependency-archives' ('<url>#{ARCHIVE_FOLDER}'), or pip install onnxruntime"
+            f"onnxruntime cannot be imported ({exc}): add '{ONNX_DEPS_ARCHIVE}' to the job option "
+            f"'udf-dependency-archives', or pip install onnxruntime"
         ) from None
     return onnxruntime
+
+
+def _embedded_model(model_id: str):
+    """``(card, onnx bytes)`` of a model carried in this file's text, or None."""
+    entry = EMBEDDED_MODELS.get(model_id)
+    if entry is None:
+        return None
+    import base64
+
+    return json.loads(base64.b64decode(entry["card"])), base64.b64decode(entry["onnx"])
 
 
 def load_model(model_id: str = DEFAULT_MODEL, model_dir=None, threads: int = 0) -> CloudMaskModel:
@@ -288,6 +309,9 @@ def load_model(model_id: str = DEFAULT_MODEL, model_dir=None, threads: int = 0) 
 
 def describe_model(model_id: str = DEFAULT_MODEL, model_dir=None) -> CloudMaskModel:
     """The model's card as a :class:`CloudMaskModel` without an ONNX session: for checks before any compute."""
+    embedded = _embedded_model(model_id) if model_dir is None else None
+    if embedded is not None:
+        return CloudMaskModel(embedded[0], None, Path("<embedded>") / embedded[0]["onnx_file"])
     directory = resolve_model_dir(model_dir, model_id)
     card_path = directory / f"{model_id}.json"
     try:
@@ -308,24 +332,36 @@ def _load_model_cached(model_id: str, model_dir, threads: int) -> CloudMaskModel
 
 @functools.lru_cache(maxsize=8)
 def _load_model_locked(model_id: str, model_dir, threads: int) -> CloudMaskModel:
+    embedded = _embedded_model(model_id) if model_dir is None else None
     described = describe_model(model_id, model_dir)
     card, onnx_path, directory = described.card, described.onnx_path, described.onnx_path.parent
     card_path = directory / f"{model_id}.json"
-    if not onnx_path.is_file():
-        raise ModelFileError(f"model card {card_path} names {onnx_path.name}, which is missing from {directory}")
-    digest = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
-    if digest != card.get("onnx_sha256"):
-        raise ModelFileError(
-            f"{onnx_path}: sha256 {digest[:12]}... does not match {card_path.name} ({str(card.get('onnx_sha256'))[:12]}...); "
-            f"the file is corrupt or belongs to another card"
-        )
+    if embedded is not None:
+        onnx_bytes, directory = embedded[1], None
+        digest = hashlib.sha256(onnx_bytes).hexdigest()
+        if digest != card.get("onnx_sha256"):
+            raise ModelFileError(
+                f"embedded model {model_id!r}: sha256 {digest[:12]}... does not match its card "
+                f"({str(card.get('onnx_sha256'))[:12]}...); the UDF code was altered: rebuild it (openeo-cloudmask publish)"
+            )
+    else:
+        if not onnx_path.is_file():
+            raise ModelFileError(f"model card {card_path} names {onnx_path.name}, which is missing from {directory}")
+        onnx_bytes = onnx_path.read_bytes()
+        digest = hashlib.sha256(onnx_bytes).hexdigest()
+        if digest != card.get("onnx_sha256"):
+            raise ModelFileError(
+                f"{onnx_path}: sha256 {digest[:12]}... does not match {card_path.name} ({str(card.get('onnx_sha256'))[:12]}...); "
+                f"the file is corrupt or belongs to another card"
+            )
     ort = _import_onnxruntime(directory)
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     try:
-        session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"])
+        source = onnx_bytes if embedded is not None else str(onnx_path)
+        session = ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises several unrelated types for corrupt files
         raise ModelFileError(f"{onnx_path}: onnxruntime cannot load it ({exc})") from None
     model = CloudMaskModel(card, session, onnx_path)
