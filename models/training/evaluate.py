@@ -30,7 +30,7 @@ import numpy as np
 
 from openeo_cloudmask.models.training import scenes as scene_io
 from openeo_cloudmask.models.training.card import CARD_PATH, MODEL_ID, MODELS_DIR, refresh_card
-from openeo_cloudmask.models.training.synthetic import downsample, synthesize
+from openeo_cloudmask.synthetic import downsample, synthesize
 from openeo_cloudmask.models.training.teacher import teacher_probabilities, ukis_classes_as_ours, ukis_probabilities
 
 EVALUATION_PATH = MODELS_DIR / "EVALUATION.md"

@@ -12,15 +12,12 @@ onnxruntime), so the network never convolves at full resolution:
 * a small U-Net with depthwise-separable residual blocks runs at 1/4, 1/8,
   1/16 and 1/32 resolution; the deepest level gives a receptive field of
   several hundred pixels (shadows lie hundreds of metres from their cloud);
-* the plain head, a transposed convolution with kernel = stride = 4, gives
-  every full-resolution pixel its own 5 logits from its quarter-resolution
-  cell; the softmax is written as exp / sum (fast in onnxruntime);
-* the pixel head (``head`` "pixel", shipped from v1.3.0) also feeds each
-  pixel's own bands through a 1x1 map, the only full-resolution arithmetic
-  besides the softmax: the plain head cannot place a boundary that runs
-  through a cell (see :class:`PixelHead` and models/EXPERIMENTS.md). It
-  carries the nodata rule inside that map, so with 4 hidden units it runs at
-  the plain head's speed.
+* the pixel head gives every full-resolution pixel its own 5 logits from its
+  quarter-resolution cell (a transposed convolution with kernel = stride = 4)
+  *and* its own bands through a 1x1 map, the only full-resolution arithmetic
+  besides the softmax (written as exp / sum, fast in onnxruntime): a boundary
+  can then run through a cell (see :class:`PixelHead`). It carries the nodata
+  rule inside that map.
 
 Only torch is imported here; the runtime never needs this file.
 """
@@ -45,19 +42,16 @@ NORMALISATION_TEXT = (
     f"{list(LOG_MEAN)} and std {list(LOG_STD)} (B02, B03, B04, B08). DN 0 in all bands is nodata, and "
     "class 5 there is a rule of the graph, not a guess"
 )
-#: Appended to NORMALISATION_TEXT for a network with a pixel or block head.
-HEAD_NORMALISATION_TEXT = {
-    "pixel": "; (c) the pixel head: each pixel's reflectance = DN / 10000 feeds a 1x1 convolution (the scale "
+HEAD_NORMALISATION_TEXT = (
+    "; (c) the pixel head: each pixel's reflectance = DN / 10000 feeds a 1x1 convolution (the scale "
     "folded into its weights), which also carries the nodata rule: class 5 where the four DN sum to 0, so DN "
-    "must not be negative",
-    "block": "; (c) the block head: the reflectance = DN / 10000 of each 4x4 block's 16 pixels (space-to-depth) "
-    "joins the quarter-resolution features (the scale folded into the next weights)",
-}
+    "must not be negative"
+)
 
 
-def normalisation_text(config: dict) -> str:
+def normalisation_text() -> str:
     """How the graph normalises its input, for the model card."""
-    return NORMALISATION_TEXT + HEAD_NORMALISATION_TEXT.get(config.get("head", "plain"), "")
+    return NORMALISATION_TEXT + HEAD_NORMALISATION_TEXT
 
 
 class Stem(nn.Module):
@@ -190,56 +184,12 @@ class PixelHead(nn.Module):
         self.carries_missing_rule = True
 
 
-class BlockHead(nn.Module):
-    """Full-resolution logits from the quarter-resolution context *and* the raw 4x4 block of each cell.
-
-    Like :class:`PixelHead` it gives every pixel access to its own bands, but
-    all the work stays at quarter resolution, where onnxruntime is fast: the
-    block's 64 raw values (space-to-depth, reflectance) join the context
-    features, optionally through ``hidden`` ReLU units (a per-block MLP), and
-    one transposed convolution with kernel = stride = 4 gives each of the 16
-    pixels its own logits from them. So a pixel's logits are a function of
-    its own value, its block neighbours' and the context.
-    """
-
-    def __init__(self, channels: int, n_classes: int, factor: int, hidden: int = 0):
-        super().__init__()
-        self.factor = factor
-        raw = 4 * factor * factor
-        scale = torch.cat([torch.ones(channels), torch.full((raw,), DN_SCALE)])
-        self.register_buffer("scale", scale, persistent=False)  # folded into the weights: no Mul in the graph
-        self.mix = nn.Conv2d(channels + raw, hidden, 1) if hidden else None
-        self.out = nn.ConvTranspose2d(channels + (hidden or raw), n_classes, factor, stride=factor)
-
-    def forward(self, features: torch.Tensor, dn: torch.Tensor) -> torch.Tensor:
-        z = torch.cat([features, F.pixel_unshuffle(dn, self.factor)], dim=1)
-        if self.mix is not None:
-            hidden = F.conv2d(z, self.mix.weight * self.scale.view(1, -1, 1, 1), self.mix.bias)
-            return self.out(torch.cat([features, F.relu(hidden)], dim=1))
-        weight = self.out.weight * self.scale.view(-1, 1, 1, 1)
-        return F.conv_transpose2d(z, weight, self.out.bias, stride=self.factor)
-
-    def make_missing_a_rule(self) -> None:
-        self.out.weight[:, -1] = 0.0
-        self.out.bias[-1] = -30.0
-
-
-HEADS = {"pixel": PixelHead, "block": BlockHead}
-
-
 class CloudMaskNet(nn.Module):
-    """Quarter-resolution U-Net; ``widths`` are the channels at 1/4, 1/8, 1/16 and 1/32 resolution.
+    """Quarter-resolution U-Net; ``widths`` are the channels at 1/4, 1/8, 1/16 and 1/32 resolution, ending in a
+    :class:`PixelHead` with ``head_hidden`` hidden channels (0: linear in the pixels' bands)."""
 
-    ``head`` "plain" ends in a transposed convolution of the quarter-resolution features; "pixel" in a
-    :class:`PixelHead`, "block" in a :class:`BlockHead`, with ``head_hidden`` hidden channels (0: linear in
-    the pixels' bands).
-    """
-
-    def __init__(self, widths=(24, 32, 48, 64), n_classes: int = 5, stem: int = 4, head: str = "plain",
-                 head_hidden: int = 0):
+    def __init__(self, widths, stem: int, head_hidden: int, n_classes: int = 5):
         super().__init__()
-        if head != "plain" and head not in HEADS:
-            raise ValueError(f"head must be 'plain', {', '.join(map(repr, HEADS))}, not {head!r}")
         self.stem_factor = stem
         self.n_classes = n_classes
         w0, w1, w2, w3 = widths
@@ -257,12 +207,7 @@ class CloudMaskNet(nn.Module):
         self.dec1 = SeparableBlock(w1)
         self.up0 = conv_bn(w1, w0, 1)
         self.dec0 = SeparableBlock(w0)
-        # A transposed convolution with kernel = stride = 4 equals a 1x1 conv to K*16 channels plus a
-        # depth-to-space, in one fast op: each full-resolution pixel gets its own logits.
-        if head in HEADS:
-            self.head = HEADS[head](w0, n_classes, stem, head_hidden)
-        else:
-            self.head = nn.ConvTranspose2d(w0, n_classes, stem, stride=stem)
+        self.head = PixelHead(w0, n_classes, stem, head_hidden)
         onehot = torch.zeros(1, n_classes, 1, 1)
         onehot[0, -1] = 60.0
         self.register_buffer("missing_onehot", onehot, persistent=False)
@@ -280,13 +225,13 @@ class CloudMaskNet(nn.Module):
         d2 = self.dec2(F.relu(e2 + F.interpolate(self.up2(e3), scale_factor=2.0, mode="nearest")))
         d1 = self.dec1(F.relu(e1 + F.interpolate(self.up1(d2), scale_factor=2.0, mode="nearest")))
         d0 = self.dec0(F.relu(e0 + F.interpolate(self.up0(d1), scale_factor=2.0, mode="nearest")))
-        return self.head(d0) if isinstance(self.head, nn.ConvTranspose2d) else self.head(d0, dn)
+        return self.head(d0, dn)
 
     def forward(self, dn: torch.Tensor) -> torch.Tensor:
         """Probabilities as exported. Class 5 (missing) is a rule, not a guess: after training,
         :func:`make_missing_a_rule` fixes the network's own missing logit to -30, and :meth:`outputs` adds +60 where
         all bands are 0, so a dark but valid pixel can never come out as missing. A :class:`PixelHead` computes the
-        same rule from the pixel's DN inside its own maps (see its ``make_missing_a_rule``), so the graph
+        same rule from the pixel's DN inside its own maps (see its ``make_missing_a_rule``), so the exported graph
         skips this one."""
         return self.outputs(dn)[0]
 
@@ -295,23 +240,18 @@ class CloudMaskNet(nn.Module):
         the most probable class (first on ties), from the same clamped logits. A caller that wants only class
         maps asks onnxruntime for ``classes``, which skips the softmax (see export.py)."""
         logits = self.logits(dn)
-        if not getattr(self.head, "carries_missing_rule", False):
+        if not self.head.carries_missing_rule:
             logits = logits + (dn.amax(dim=1, keepdim=True) <= 0).to(dn.dtype) * self.missing_onehot
         clamped = torch.clamp(logits, -30.0, 30.0)
         return channel_softmax(clamped), clamped.argmax(dim=1, keepdim=True).to(torch.uint8)
 
     def make_missing_a_rule(self) -> None:
         with torch.no_grad():
-            if not isinstance(self.head, nn.ConvTranspose2d):
-                self.head.make_missing_a_rule()
-            else:
-                self.head.weight[:, -1] = 0.0
-                self.head.bias[-1] = -30.0
+            self.head.make_missing_a_rule()
 
 
 def build_network(config: dict) -> CloudMaskNet:
-    return CloudMaskNet(widths=tuple(config["widths"]), stem=config.get("stem", 4), head=config.get("head", "plain"),
-                        head_hidden=config.get("head_hidden", 0))
+    return CloudMaskNet(widths=tuple(config["widths"]), stem=config["stem"], head_hidden=config["head_hidden"])
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,19 +1,16 @@
-"""Teacher labels on real cloudy scenes: an ensemble of ukis-csmask models (and stored s2cloudless).
+"""Teacher labels on real cloudy scenes: an ensemble of ukis-csmask models and s2cloudless.
 
 ukis-csmask (DLR, Apache-2.0) ships four ONNX U-Nets: 4-band (blue, green,
 red, NIR) and 6-band (+ SWIR 1.6/2.2 um), each for L1C and L2A. Its classes are
 0 clear ("background"), 1 cloud, 2 cloud shadow. We run every model the scene
 has bands for, at the scene's processing level, and average their softmax
-probabilities; where the file stores s2cloudless probabilities, the cloud
-probability is averaged with them too (the clear/shadow split keeps the ukis
-ratio).
+probabilities. Where the scene has all 13 bands at L1C, s2cloudless 1.7.3
+(Sinergise, its shipped LightGBM model) gives a cloud probability too, or the
+file's stored s2cloudless probability does; the cloud probability is then
+averaged with it (the clear/shadow split keeps the ukis ratio).
 
-Mapping onto our codes: clear -> 1, shadow -> 2, cloud -> {3, 4} (the teacher
-has no semi-transparent class, so its cloud is a *set* label: the loss asks
-only that semi-transparent + cloud together are likely, and the synthetic data
-teach the split), input nodata -> 5. The ensemble's top probability is the
-pixel's confidence; the loss weight is a power of it (training config
-``teacher_confidence_power``, 1 since v1.2.0), so uncertain pixels count less.
+How the teacher's classes become our targets (clear -> 1, shadow -> 2, cloud
+-> 3 and/or 4 by the opaque rule, input nodata -> 5) is in labels.py.
 """
 
 from __future__ import annotations
@@ -28,11 +25,10 @@ import numpy as np
 UKIS_TO_OURS = {0: (1,), 1: (3, 4), 2: (2,)}
 TEACHER_DESCRIPTION = (
     "ensemble of ukis-csmask 1.0.0 ONNX models (4-band, plus 6-band where B11/B12 exist; L1C or L2A variant "
-    "by the file's processing_level; mean of softmax probabilities), cloud probability averaged with the "
-    "stored s2cloudless probability where the file has it. Class mapping: ukis clear -> 1 clear, "
-    "ukis cloud shadow -> 2 cloud_shadow, ukis cloud -> {3 semi_transparent_cloud, 4 cloud} (set label: "
-    "loss on p3 + p4), input nodata -> 5 missing. Loss weight = (ensemble max probability) ** "
-    "teacher_confidence_power (training config)."
+    "by the file's processing_level; mean of softmax probabilities), cloud probability averaged with "
+    "s2cloudless 1.7.3 where the scene has all 13 L1C bands (or with the file's stored s2cloudless "
+    "probability). Class mapping: ukis clear -> 1 clear, ukis cloud shadow -> 2 cloud_shadow, ukis cloud -> "
+    "the opaque rule's set (see labels), input nodata -> 5 missing. Loss weight = ensemble max probability."
 )
 
 
@@ -88,6 +84,15 @@ def _session(path: str, threads: int):
     return _SESSIONS[key]
 
 
+def s2cloudless_probability(all_bands: np.ndarray, threads: int = 2) -> np.ndarray:
+    """s2cloudless 1.7.3 cloud probability (H, W) for 13-band L1C DN (ALL_BANDS order), at the scene's own pixels."""
+    from s2cloudless import S2PixelCloudDetector
+
+    detector = S2PixelCloudDetector(all_bands=True, average_over=4, dilation_size=2)
+    data = np.moveaxis(all_bands / 10000.0, 0, -1)[None].astype(np.float32)
+    return detector.get_cloud_probability_maps(data, num_threads=threads)[0].astype(np.float32)
+
+
 def teacher_probabilities(scene, use_s2cloudless: bool = True, four_band_only: bool = False) -> np.ndarray:
     """Ensemble probabilities (3, H, W) [clear, cloud, shadow] in ukis order for a :class:`Scene`."""
     refl = scene.dn / 10000.0
@@ -95,8 +100,11 @@ def teacher_probabilities(scene, use_s2cloudless: bool = True, four_band_only: b
     if scene.swir is not None and not four_band_only:
         members.append(ukis_probabilities(np.concatenate([refl, scene.swir / 10000.0]), scene.level, six_band=True))
     probs = np.mean(members, axis=0)
-    if use_s2cloudless and scene.s2cloudless_probability is not None:
-        cloud = 0.5 * (probs[1] + scene.s2cloudless_probability)
+    s2c = scene.s2cloudless_probability
+    if use_s2cloudless and s2c is None and scene.all_bands is not None and scene.level == "L1C":
+        s2c = s2cloudless_probability(scene.all_bands)
+    if use_s2cloudless and s2c is not None:
+        cloud = 0.5 * (probs[1] + s2c)
         rest = np.maximum(probs[0] + probs[2], 1e-6)
         probs = np.stack([probs[0] / rest * (1 - cloud), cloud, probs[2] / rest * (1 - cloud)])
     return probs.astype(np.float32)
@@ -107,22 +115,3 @@ def ukis_classes_as_ours(ukis_class: np.ndarray, nodata: np.ndarray) -> np.ndarr
     ours = np.choose(ukis_class, [1, 4, 2]).astype(np.uint8)
     ours[nodata] = 5
     return ours
-
-
-def membership_targets(probs: np.ndarray, nodata: np.ndarray, power: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
-    """Set-label targets for the loss: membership (5, H, W) bool over codes 1..5 and a weight (H, W).
-
-    Codes map to channels 0..4. Weight = confidence ** power (squared by default); nodata pixels get
-    membership {5} and weight 1.
-    """
-    winner = np.argmax(probs, axis=0)
-    confidence = probs.max(axis=0)
-    member = np.zeros((5,) + winner.shape, dtype=bool)
-    for ukis_class, codes in UKIS_TO_OURS.items():
-        for code in codes:
-            member[code - 1] |= winner == ukis_class
-    member[:, nodata] = False
-    member[4, nodata] = True
-    weight = (confidence**power).astype(np.float32)
-    weight[nodata] = 1.0
-    return member, weight

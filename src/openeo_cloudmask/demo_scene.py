@@ -14,7 +14,7 @@ Everything is numpy: land-cover texture comes from filtering white noise in
 the Fourier domain, so one seed gives the same scene on every machine with
 the same numpy. Reflectances are typical published values per land cover.
 The clouds and their shadows are not drawn here: the training compositor,
-:func:`openeo_cloudmask.models.training.synthetic.synthesize`, lays them over
+:func:`openeo_cloudmask.synthetic.synthesize`, lays them over
 this module's land cover (one piece of code for one job).
 """
 
@@ -299,12 +299,12 @@ def make_demo_scene(seed: int = DEFAULT_SEED, size: int = DEFAULT_SIZE) -> DemoS
 
     The land cover is painted here; clouds, semi-transparent clouds and their
     shadows come from the training compositor
-    (:func:`openeo_cloudmask.models.training.synthetic.synthesize`), so the demo
+    (:func:`openeo_cloudmask.synthetic.synthesize`), so the demo
     and the training data share one definition of each class. The orbit edge
     is added afterwards, a slanted strip rather than the compositor's random
     5-50 % border, so the scene stays mostly usable.
     """
-    from openeo_cloudmask.models.training.synthetic import synthesize
+    from openeo_cloudmask.synthetic import synthesize
 
     if size < 64:
         raise ValueError(f"size must be at least 64 pixels, got {size}")

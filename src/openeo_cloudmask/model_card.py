@@ -134,11 +134,10 @@ class TilingSpec(_Strict):
 
 
 class DataSource(_Strict):
-    name: str
-    role: Literal["synthetic_background", "teacher_labels", "validation", "evaluation"]
+    file: str = Field(description="file of the shared Sentinel-2 data folder")
+    role: Literal["teacher", "human", "clear", "background"] = Field(description="what labels the file gives")
     licence: str
     attribution: str = ""
-    files: tuple[str, ...] = ()
 
 
 class TrainingSpec(_Strict):
@@ -146,6 +145,8 @@ class TrainingSpec(_Strict):
     seed: int
     data: tuple[DataSource, ...]
     teacher: str = Field(description="teacher model(s) and how their classes map onto ours")
+    opaque_rule: str = Field(description="how real cloud pixels are told semi-transparent (3) or opaque (4)")
+    human_labels: str = Field(description="how people's cloud labels become targets")
     config: dict = Field(description="the full training configuration, as recorded by the training run")
 
 
