@@ -2,9 +2,13 @@
 
 openeo-processes-dask has no ``apply_neighborhood``. This one cuts the cube
 into neighborhoods of ``size`` pixels (dimensions not listed: all values),
-grows each by ``overlap`` pixels on both sides (``dask.array.overlap`` with
-``boundary="none"``: no padding at the cube's border, as backends do), hands
-the grown cube to ``process`` and trims the overlap off its answer.
+grows each by ``overlap`` pixels on both sides (no padding at the cube's
+border, as backends do), hands the grown cube to ``process`` and trims the
+overlap off its answer. The cutting is :mod:`openeo_cloudmask.tiling`'s: a
+last sliver thinner than the overlap joins the neighborhood before it, and a
+cube smaller than one neighborhood is one neighborhood without overlap. A
+dimension listed with the value ``null`` that the cube lacks (``t`` in a
+cube without dates) is ignored: "all values" of nothing.
 
 The trap it avoids: openeo-pg-parser-networkx compiles a child process graph
 into a callable that memoises every node's result in a results cache shared
@@ -21,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+
+from openeo_cloudmask import tiling
 
 from .errors import ProcessParameterInvalid
 
@@ -53,6 +59,8 @@ def parse_chunk_sizes(parameter: str, items, data: xr.DataArray) -> dict:
         if not isinstance(item, dict) or "dimension" not in item or "value" not in item:
             raise ProcessParameterInvalid(PROCESS, parameter, f"each entry needs 'dimension' and 'value', got {item!r}")
         dim, value, unit = item["dimension"], item["value"], item.get("unit") or "px"
+        if dim not in data.dims and value is None:
+            continue  # all values of a dimension the cube lacks: nothing to cut
         if dim not in data.dims:
             raise ProcessParameterInvalid(PROCESS, parameter, f"dimension {dim!r} is not in the cube {list(data.dims)}")
         if value is None:
@@ -77,24 +85,11 @@ def parse_chunk_sizes(parameter: str, items, data: xr.DataArray) -> dict:
     return parsed
 
 
-def _axis_chunks(length: int, size, depth: int) -> tuple:
-    if size is None or size >= length:
-        return (length,)
-    sizes = [size] * (length // size) + ([length % size] if length % size else [])
-    if len(sizes) > 1 and sizes[-1] < depth:  # dask needs every chunk >= overlap: fold the sliver
-        sizes[-2] += sizes.pop()
-    return tuple(sizes)
-
-
 def _grown_vector(values: np.ndarray, chunks: tuple, depth: int) -> np.ndarray:
     """A coordinate vector for the overlapped array: each chunk's labels plus ``depth`` labels each side."""
     if depth == 0:
         return values
-    parts, start = [], 0
-    for size in chunks:
-        parts.append(values[max(0, start - depth) : min(len(values), start + size + depth)])
-        start += size
-    return np.concatenate(parts)
+    return np.concatenate([values[start:stop] for start, stop in tiling.grown_bounds(chunks, depth)])
 
 
 def apply_neighborhood(data, process, size, overlap=None, context=None):
@@ -112,10 +107,9 @@ def apply_neighborhood(data, process, size, overlap=None, context=None):
             raise ProcessParameterInvalid(PROCESS, "overlap", f"overlap is only supported along x and y, not {dim!r}")
 
     array = data.data if isinstance(data.data, da.Array) else da.from_array(np.asarray(data.data), chunks=-1)
-    chunks = tuple(_axis_chunks(data.sizes[dim], sizes.get(dim), overlaps.get(dim, 0)) for dim in data.dims)
+    chunks = tuple(tiling.axis_chunks(data.sizes[dim], sizes.get(dim), overlaps.get(dim, 0)) for dim in data.dims)
     array = array.rechunk(chunks)
-    depth = {axis: overlaps.get(dim, 0) for axis, dim in enumerate(data.dims)}
-    grown = da.overlap.overlap(array, depth=depth, boundary="none") if any(depth.values()) else array
+    grown, depth = tiling.overlap(array, {axis: overlaps.get(dim, 0) for axis, dim in enumerate(data.dims)})
 
     coords = {}
     for name, coord in data.coords.items():
@@ -149,7 +143,7 @@ def apply_neighborhood(data, process, size, overlap=None, context=None):
             raise ProcessParameterInvalid(
                 PROCESS, "process", f"the child process changed the {dim!r} extent of a neighborhood; it must keep it"
             )
-    trimmed = da.overlap.trim_internal(out, depth, boundary="none") if any(depth.values()) else out
+    trimmed = tiling.trim(out, depth)
 
     out_coords = {name: coord for name, coord in data.coords.items() if "bands" not in coord.dims}
     if "bands" in result.coords:

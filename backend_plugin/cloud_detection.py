@@ -2,8 +2,9 @@
 
 It is ``cloud_mask`` with ``output="cloud_detection"``: the same engine, the
 same lazy chunk-wise evaluation (:func:`.cloud_mask.mask_lazy`). ``method``
-picks the model (``null``: the back-end's default); ``options`` carries
-``processing_level``, ``radiometric_offset`` and ``buffer`` (metres).
+picks the model (``null``: the engine's default); ``options`` carries
+``processing_level``, ``radiometric_offset`` and ``buffer`` (metres), named as
+in ``cloud_mask``.
 """
 
 import json
@@ -11,13 +12,14 @@ from pathlib import Path
 
 import xarray as xr
 
-from openeo_cloudmask.udf import cloud_mask as engine
-
-from .cloud_mask import mask_lazy
+from .cloud_mask import CONTEXT_KEYS, mask_lazy
 from .errors import ProcessParameterInvalid
 
 SPEC_PATH = Path(__file__).with_name("cloud_detection.json")
-OPTION_KEYS = {"processing_level": "processing_level", "radiometric_offset": "radiometric_offset", "buffer": "buffer_m"}
+PROCESS = "cloud_detection"
+OPTION_NAMES = ("processing_level", "radiometric_offset", "buffer")
+#: An engine error's key -> the parameter to change here: the model is ``method``, the rest are ``options``.
+PARAMETER_OF_KEY = {"model": "method", **{CONTEXT_KEYS[name]: "options" for name in OPTION_NAMES}}
 
 
 def load_spec(path: Path = SPEC_PATH) -> dict:
@@ -27,13 +29,13 @@ def load_spec(path: Path = SPEC_PATH) -> dict:
 def cloud_detection(data, method=None, options=None, *, model_dir=None, chunk_px=None):
     """The openEO process ``cloud_detection`` (spec: ``cloud_detection.json``)."""
     if not isinstance(data, xr.DataArray):
-        raise ProcessParameterInvalid("cloud_detection", "data", f"expected a raster data cube, got {type(data).__name__}")
+        raise ProcessParameterInvalid(PROCESS, "data", f"expected a raster data cube, got {type(data).__name__}")
     options = dict(options or {})
-    unknown = sorted(set(options) - set(OPTION_KEYS))
+    unknown = sorted(set(options) - set(OPTION_NAMES))
     if unknown:
         raise ProcessParameterInvalid(
-            "cloud_detection", "options", f"unknown option(s) {unknown}; valid options are {sorted(OPTION_KEYS)}"
+            PROCESS, "options", f"unknown option(s) {unknown}; valid options are {sorted(OPTION_NAMES)}"
         )
-    context = {OPTION_KEYS[key]: value for key, value in options.items()}
-    context.update(model=method or engine.DEFAULT_MODEL, model_dir=model_dir, output="cloud_detection")
-    return mask_lazy(data, context, process="cloud_detection", chunk_px=chunk_px)
+    context = {CONTEXT_KEYS[name]: value for name, value in options.items()}
+    context.update(model=method, model_dir=model_dir, output="cloud_detection")
+    return mask_lazy(data, context, process=PROCESS, chunk_px=chunk_px, parameter_of_key=PARAMETER_OF_KEY)

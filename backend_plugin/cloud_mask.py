@@ -1,14 +1,17 @@
 """The ``cloud_mask`` process: the engine applied lazily, chunk by chunk, over a Dask-backed cube.
 
-Everything that can be checked from metadata (parameters, dimensions, band
-labels, dtype, the model card) is checked when the process node runs, before
-a single pixel is computed; errors are openEO-style (:mod:`.errors`). The
-masking itself is :func:`openeo_cloudmask.udf.cloud_mask.mask_cube`, called on
-each chunk grown by a halo of the card's ``recommended_overlap`` plus the
-``buffer`` in pixels (``dask.array.overlap`` with ``boundary="none"``), and the
-halo is trimmed off afterwards. The halo covers the receptive field's reach,
-and the engine puts its windows on the scene's global grid, so the result is
-bit-identical to the engine on the whole scene, wherever chunk borders fall.
+This door translates and nothing else: the process's parameters become the
+engine's context keys (:data:`CONTEXT_KEYS`), the engine's errors become
+openEO errors naming the parameter (by the error's ``key``), and the cube is
+cut by :mod:`openeo_cloudmask.tiling` into chunks of the engine's
+``Options.chunk`` carrying ``Options.halo`` pixels of context. Everything that
+can be checked from metadata (parameters, dimensions, band labels, dtype, the
+model card) is checked when the process node runs, before a single pixel is
+computed. Each chunk is masked by
+:func:`openeo_cloudmask.udf.cloud_mask.mask_cube` with its slice of the
+cube's coordinates, so the engine puts its windows on the scene's global
+grid and the result is bit-identical to the engine on the whole scene,
+wherever chunk borders fall.
 
 Traps:
 
@@ -16,42 +19,64 @@ Traps:
   the first time a chunk runs in a process (Dask worker), behind a lock so
   that worker threads do not race to create one each; never in the client,
   which only reads the model card.
-- The result's dtype is uint8 for ``classes`` and float32 otherwise.
+- The spec's defaults are the engine's: :func:`load_spec` fills them in from
+  ``CONTEXT_DEFAULTS``, so ``cloud_mask.json`` does not repeat them.
 """
 
+import dataclasses
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
+from openeo_cloudmask import tiling
 from openeo_cloudmask.udf import cloud_mask as engine
 
 from .errors import ProcessParameterInvalid, from_engine_error
 
 SPEC_PATH = Path(__file__).with_name("cloud_mask.json")
+PROCESS = "cloud_mask"
+#: The process's parameters -> the engine's context keys: the whole translation this door does.
+CONTEXT_KEYS = {
+    "model": "model",
+    "processing_level": "processing_level",
+    "radiometric_offset": "radiometric_offset",
+    "output": "output",
+    "buffer": "buffer_m",
+}
+#: An engine error's ``key`` -> the parameter a user must change.
+PARAMETER_OF_KEY = {key: name for name, key in CONTEXT_KEYS.items()}
 
 
-def load_spec(path: Path = SPEC_PATH) -> dict:
-    return json.loads(Path(path).read_text())
+def load_spec(path: Path = SPEC_PATH, context_keys: dict = None) -> dict:
+    """The process spec (``cloud_mask.json``), each optional parameter's ``default`` taken from the engine.
+
+    This is the one spec of ``cloud_mask``: the openeo-driver plugin and the
+    UDP builder read it here too. ``context_keys`` maps parameter names to
+    context keys (default :data:`CONTEXT_KEYS`).
+    """
+    context_keys = CONTEXT_KEYS if context_keys is None else context_keys
+    spec = json.loads(Path(path).read_text())
+    for parameter in spec["parameters"]:
+        key = context_keys.get(parameter["name"])
+        if key is not None and parameter.get("optional"):
+            parameter["default"] = engine.CONTEXT_DEFAULTS[key]
+    return spec
 
 
-describe_model = engine.describe_model
+def context_from_arguments(arguments: dict) -> dict:
+    """Process arguments (by parameter name) -> an engine context; arguments left out are left out."""
+    return {CONTEXT_KEYS[name]: value for name, value in arguments.items() if name in CONTEXT_KEYS}
 
 
-def _spatial_chunks(length: int, current, chunk: int, halo: int) -> tuple:
-    """Chunks along a spatial axis: keep the existing ones unless a chunk is smaller than the halo."""
-    if current is not None and min(current) >= halo:
-        return tuple(current)
-    chunk = max(chunk, halo, 1)
-    sizes = [chunk] * (length // chunk) + ([length % chunk] if length % chunk else [])
-    if len(sizes) > 1 and sizes[-1] < halo:  # fold a sliver into its neighbour: dask needs chunk >= depth
-        sizes[-2] += sizes.pop()
-    return tuple(sizes)
+def engine_error(error: engine.CloudMaskError, process: str = PROCESS, parameter_of_key: dict = None):
+    """The openEO error for an engine error, naming the parameter that ``parameter_of_key`` maps its ``key`` to."""
+    by_key = PARAMETER_OF_KEY if parameter_of_key is None else parameter_of_key
+    return from_engine_error(error, process, by_key.get(error.key, error.key or "data"))
 
 
-def _mask_block(block: np.ndarray, block_info=None, *, bands: list, context: dict, grid: dict) -> np.ndarray:
+def _mask_block(block: np.ndarray, block_info=None, *, bands: list, options, grid: dict) -> np.ndarray:
     """One chunk (t, bands, y, x) with its halo -> the engine's answer for it (runs on a worker).
 
     The chunk gets its slice of the cube's x/y coordinates, so the engine puts
@@ -60,38 +85,38 @@ def _mask_block(block: np.ndarray, block_info=None, *, bands: list, context: dic
     coords = {"bands": bands}
     location = block_info[0]["chunk-location"]
     for axis, dim in ((2, "y"), (3, "x")):
-        values, starts, halo = grid[dim]
+        values, bounds = grid[dim]
         if values is not None:
-            index = location[axis]
-            first = starts[index] - (halo if index > 0 else 0)  # boundary="none": no halo before the first chunk
-            coords[dim] = values[first : first + block.shape[axis]]
+            start, stop = bounds[location[axis]]
+            coords[dim] = values[start:stop]
     cube = xr.DataArray(block, dims=("t", "bands", "y", "x"), coords=coords)
-    return engine.mask_cube(cube, context).values
+    return engine.mask_cube(cube, options).values
 
 
-def mask_lazy(cube: xr.DataArray, context: dict, process: str = "cloud_mask", chunk_px: int = None) -> xr.DataArray:
+def mask_lazy(cube: xr.DataArray, context: dict, process: str = PROCESS, chunk_px: int = None,
+              parameter_of_key: dict = None) -> xr.DataArray:
     """Validate ``cube`` and ``context`` from metadata, then return the lazy mask (nothing is computed).
 
     ``context`` takes the engine's keys (see the UDF docstring). Errors are
-    openEO-style and name ``process``. ``chunk_px`` sets the spatial chunk
-    edge for an input that is not Dask-backed yet (default: the card's window
-    minus two halos); Dask-backed inputs keep their spatial chunks.
+    openEO-style, name ``process`` and the parameter that ``parameter_of_key``
+    (default :data:`PARAMETER_OF_KEY`) maps the error's key to.
+    ``chunk_px`` overrides the chunk edge, ``Options.chunk`` (the card's
+    ``recommended_chunk``). A Dask-backed input keeps its spatial chunks when
+    every one of them holds at least the halo; any other axis is cut anew.
     """
     import dask.array as da
 
     try:
         options = engine.parse_context(context)
-        model = describe_model(options["model"], options["model_dir"])
+        model = options.describe()
+        engine.check_tiling(options, model)
         data = engine.check_cube(cube, options, model)
     except engine.CloudMaskError as exc:
-        raise from_engine_error(exc, process, _parameter_of(exc)) from None
+        raise engine_error(exc, process, parameter_of_key) from None
 
-    pixel = engine.pixel_size_from_coords(cube) or options["pixel_size_m"] or model.resolution_m
-    radius = int(round(options["buffer_m"] / pixel))
-    overlap = model.overlap if options["window_overlap"] is None else options["window_overlap"]
-    halo = overlap + radius
-    block_context = {k: v for k, v in context.items() if v is not None}
-    block_context["pixel_size_m"] = pixel  # chunks carry no coordinates: pass the grid spacing explicitly
+    pixel = options.pixel_size(model, engine.pixel_size_from_coords(cube))
+    halo = options.halo(model, pixel)
+    block_options = dataclasses.replace(options, pixel_size_m=pixel)  # one spacing for every chunk, even 1 px wide
 
     has_t = "t" in data.dims
     if not has_t:
@@ -100,41 +125,29 @@ def mask_lazy(cube: xr.DataArray, context: dict, process: str = "cloud_mask", ch
     lazy_input = isinstance(array, da.Array)
     if not lazy_input:
         array = da.from_array(np.asarray(array), chunks=-1)
-    # Default: chunk + 2 halos fill one engine window, the least halo recomputed per pixel without inner seams.
-    default_chunk = chunk_px or max(model.window - 2 * halo, halo)
-    chunks = (
-        1,
-        -1,
-        _spatial_chunks(array.shape[2], array.chunks[2] if lazy_input else None, default_chunk, halo),
-        _spatial_chunks(array.shape[3], array.chunks[3] if lazy_input else None, default_chunk, halo),
+    chunk = chunk_px or options.chunk(model)
+    chunks = (1, -1) + tuple(
+        tiling.axis_chunks(array.shape[axis], chunk, halo, array.chunks[axis] if lazy_input else None) for axis in (2, 3)
     )
     array = array.rechunk(chunks)
-
-    names = engine.output_band_names(options["output"])
-    dtype = np.uint8 if options["output"] == "classes" else np.float32
-    # An axis in one chunk needs no halo (and Dask refuses a halo deeper than the array).
-    depth = {0: 0, 1: 0, **{axis: (halo if len(array.chunks[axis]) > 1 else 0) for axis in (2, 3)}}
-    grown = da.overlap.overlap(array, depth=depth, boundary="none")
-    out_chunks = (grown.chunks[0], (len(names),), grown.chunks[2], grown.chunks[3])
+    grown, depth = tiling.overlap(array, {2: halo, 3: halo})
     grid = {
-        dim: (
-            np.asarray(data.coords[dim].values) if dim in data.coords else None,
-            np.concatenate([[0], np.cumsum(array.chunks[axis])[:-1]]).astype(int),
-            depth[axis],
-        )
+        dim: (np.asarray(data.coords[dim].values) if dim in data.coords else None,
+              tiling.grown_bounds(array.chunks[axis], depth[axis]))
         for axis, dim in ((2, "y"), (3, "x"))
     }
+    names = options.band_names
     masked = grown.map_blocks(
         _mask_block,
         bands=list(model.bands),
-        context=block_context,
+        options=block_options,
         grid=grid,
-        chunks=out_chunks,
-        dtype=dtype,
-        meta=np.empty((0, 0, 0, 0), dtype=dtype),
-        token=f"cloud-mask-{options['output']}",
+        chunks=(grown.chunks[0], (len(names),), grown.chunks[2], grown.chunks[3]),
+        dtype=options.dtype,
+        meta=np.empty((0, 0, 0, 0), dtype=options.dtype),
+        token=f"cloud-mask-{options.output}",
     )
-    result = da.overlap.trim_internal(masked, depth, boundary="none")
+    result = tiling.trim(masked, depth)
     if not has_t:
         result = result[0]
     coords = {name: coord for name, coord in data.coords.items() if "bands" not in coord.dims}
@@ -146,34 +159,56 @@ def mask_lazy(cube: xr.DataArray, context: dict, process: str = "cloud_mask", ch
     return out.transpose(*cube.dims)
 
 
-def _parameter_of(error: engine.CloudMaskError) -> str:
-    """Which process parameter an engine error is about (the engine's messages start with the key)."""
-    text = str(error)
-    for key, parameter in (
-        ("processing_level", "processing_level"),
-        ("radiometric_offset", "radiometric_offset"),
-        ("buffer_m", "buffer"),
-        ("output", "output"),
-        ("model", "model"),
-    ):
-        if text.startswith(key) or f"{key}=" in text:
-            return parameter
-    return "data" if isinstance(error, engine.InvalidInputError) else "model"
+def cloud_mask(data, model=None, processing_level=None, radiometric_offset=None, output=None, buffer=None, *,
+               model_dir=None, chunk_px=None):
+    """The openEO process ``cloud_mask`` (spec: ``cloud_mask.json``; defaults: the engine's).
 
-
-def cloud_mask(data, model=engine.DEFAULT_MODEL, processing_level="L2A", radiometric_offset=0,
-               output="classes", buffer=0, *, model_dir=None, chunk_px=None):
-    """The openEO process ``cloud_mask`` (spec: ``cloud_mask.json``). ``model_dir`` is set by the back-end, not the user."""
+    ``model_dir`` is set by the back-end, not the user.
+    """
     if not isinstance(data, xr.DataArray):
-        raise ProcessParameterInvalid("cloud_mask", "data", f"expected a raster data cube, got {type(data).__name__}")
-    if not isinstance(buffer, (int, float)) or isinstance(buffer, bool) or not math.isfinite(buffer) or buffer < 0:
-        raise ProcessParameterInvalid("cloud_mask", "buffer", f"must be a distance in metres >= 0, got {buffer!r}")
-    context = {
-        "model": model,
-        "model_dir": model_dir,
-        "processing_level": processing_level,
-        "radiometric_offset": radiometric_offset,
-        "output": output,
-        "buffer_m": buffer,
+        raise ProcessParameterInvalid(PROCESS, "data", f"expected a raster data cube, got {type(data).__name__}")
+    arguments = {"model": model, "processing_level": processing_level, "radiometric_offset": radiometric_offset,
+                 "output": output, "buffer": buffer}
+    context = dict(context_from_arguments(arguments), model_dir=model_dir)
+    return mask_lazy(data, context, process=PROCESS, chunk_px=chunk_px)
+
+
+def neighborhood_graph(udf_code: str, size: int, overlap: int, model_dir=None) -> dict:
+    """``cloud_mask`` as a process graph: ``apply_neighborhood(run_udf)`` over the process's parameters.
+
+    The body of the openeo-driver plugin's process and of the UDP. The UDF
+    context maps every parameter onto its context key (:data:`CONTEXT_KEYS`);
+    ``model_dir`` pins the model folder (local backends and tests). ``size``
+    and ``overlap`` are usually the engine's ``Options.chunk`` and
+    ``Options.halo`` for the model (see :func:`neighborhood_window`).
+    """
+    context = {key: {"from_parameter": name} for name, key in CONTEXT_KEYS.items()}
+    if model_dir is not None:
+        context["model_dir"] = str(model_dir)
+    run_udf = {
+        "process_id": "run_udf",
+        "arguments": {"data": {"from_parameter": "data"}, "udf": udf_code, "runtime": "Python",
+                      "context": {"from_parameter": "context"}},
+        "result": True,
     }
-    return mask_lazy(data, context, process="cloud_mask", chunk_px=chunk_px)
+    node = {
+        "process_id": "apply_neighborhood",
+        "arguments": {
+            "data": {"from_parameter": "data"},
+            "process": {"process_graph": {"runudf1": run_udf}},
+            "size": [{"dimension": "x", "value": size, "unit": "px"}, {"dimension": "y", "value": size, "unit": "px"},
+                     {"dimension": "t", "value": None}],
+            "overlap": [{"dimension": "x", "value": overlap, "unit": "px"},
+                        {"dimension": "y", "value": overlap, "unit": "px"}],
+            "context": context,
+        },
+        "result": True,
+    }
+    return {"cloudmask1": node}
+
+
+def neighborhood_window(model: str = None, model_dir=None) -> tuple:
+    """``(size, overlap)`` of ``apply_neighborhood`` for ``model``: the engine's chunk and halo (no buffer)."""
+    options = engine.parse_context({"model": model, "model_dir": model_dir})
+    card = options.describe()
+    return options.chunk(card), options.halo(card)

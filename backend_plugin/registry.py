@@ -2,12 +2,14 @@
 
 Nothing happens at import time. Call one of:
 
-- :func:`register` to add ``cloud_mask``, ``cloud_detection``, ``apply_neighborhood``
-  and ``run_udf`` to a ``ProcessRegistry`` you own;
+- :func:`register` to add ``cloud_mask``, ``cloud_detection``, ``apply_neighborhood``,
+  ``run_udf`` and a lazy ``mask`` to a ``ProcessRegistry`` you own (one module and one
+  spec per process id: ``cloud_mask.py`` + ``cloud_mask.json``, ...);
 - :func:`build_registry` for a complete registry: every openeo-processes-dask
   process that has a spec, plus ours;
 - :func:`install_into_local_connection` to add ours to the registry that
-  ``openeo.LocalConnection`` executes with (``openeo.local.processing.PROCESS_REGISTRY``).
+  ``openeo.LocalConnection`` executes with (``openeo.local.processing.PROCESS_REGISTRY``),
+  replacing its eager ``mask``, so that a graph stays lazy until it is computed.
 
 :func:`run_process_graph` validates a graph against the registry's specs
 (unknown processes, unknown or missing arguments, literal values that break a
@@ -20,8 +22,6 @@ against their spec again when they run (graphs built by other tools too).
 import functools
 import logging
 
-import numpy as np
-
 from .errors import (
     ProcessGraphParameterMissing,
     ProcessParameterInvalid,
@@ -32,9 +32,7 @@ from .errors import (
 
 _log = logging.getLogger(__name__)
 
-OUR_PROCESSES = ("cloud_mask", "cloud_detection", "apply_neighborhood", "run_udf")
-#: Spatial chunk edge for cube parameters that arrive without Dask chunks.
-INPUT_CHUNK_PX = 512
+OUR_PROCESSES = ("cloud_mask", "cloud_detection", "apply_neighborhood", "run_udf", "mask")
 _CUBE_SUBTYPES = {"datacube", "raster-cube", "process-graph", "vector-cube"}
 
 
@@ -91,7 +89,7 @@ def _validating(spec: dict, func):
 
 def our_processes(model_dir=None, chunk_px=None) -> dict:
     """``{process_id: (spec, implementation)}`` for this package; ``model_dir`` overrides the model search path."""
-    from . import apply_neighborhood, cloud_detection, cloud_mask, run_udf
+    from . import apply_neighborhood, cloud_detection, cloud_mask, mask, run_udf
 
     return {
         "cloud_mask": (
@@ -104,6 +102,7 @@ def our_processes(model_dir=None, chunk_px=None) -> dict:
         ),
         "apply_neighborhood": (apply_neighborhood.load_spec(), apply_neighborhood.apply_neighborhood),
         "run_udf": (run_udf.load_spec(), run_udf.run_udf),
+        "mask": (mask.load_spec(), mask.mask),
     }
 
 
@@ -174,31 +173,12 @@ def build_registry(model_dir=None, chunk_px=None):
         spec = getattr(specs, func.__name__, None)
         if spec is not None:  # helpers exported by the package have no spec: they are not processes
             registry[func.__name__] = Process(spec=spec, implementation=func)
-    registry["mask"] = Process(spec=specs.mask, implementation=lazy_mask)
     return register(registry, model_dir=model_dir, chunk_px=chunk_px)
 
 
-def lazy_mask(data, mask, replacement=None):
-    """openEO ``mask`` that stays lazy: replace ``data`` where ``mask`` is true or non-zero (null: keep).
-
-    openeo-processes-dask 2026.9's ``mask`` computes the whole mask eagerly
-    (``_not`` -> ``notnull`` -> ``xarray.isnull`` -> ``np.asarray`` on the
-    DataArray), i.e. it runs the cloud model in the client while the graph is
-    being built. Dimensions are matched by name, as xarray broadcasts.
-    """
-    import xarray as xr
-
-    if not isinstance(data, xr.DataArray) or not isinstance(mask, xr.DataArray):
-        raise ProcessParameterInvalid("mask", "mask", "data and mask must both be raster data cubes")
-    missing = sorted(set(mask.dims) - set(data.dims))
-    if missing:
-        raise ProcessParameterInvalid("mask", "mask", f"the mask has dimensions {missing} that data {list(data.dims)} lacks")
-    replace = mask.fillna(0).astype(bool)
-    return data.where(~replace, np.nan if replacement is None else replacement).transpose(*data.dims)
-
-
 def install_into_local_connection(model_dir=None, chunk_px=None):
-    """Add our processes to ``openeo.LocalConnection``'s registry (importing openeo's local-processing module)."""
+    """Add our processes, the lazy ``mask`` included, to ``openeo.LocalConnection``'s registry (importing openeo's
+    local-processing module, which builds that registry on import)."""
     from openeo.local import processing
 
     return register(processing.PROCESS_REGISTRY, model_dir=model_dir, chunk_px=chunk_px)
@@ -296,14 +276,14 @@ def validate_process_graph(graph: dict, registry, parameters: dict = None) -> di
 def run_process_graph(graph: dict, registry, parameters: dict = None):
     """Validate, then execute a process graph with the parser and ``registry``; return its (lazy) result.
 
-    Cube parameters that are not Dask-backed are chunked (``INPUT_CHUNK_PX``
-    along x and y) first, so that nothing is computed until the caller computes the result.
+    Cube parameters that are not Dask-backed become Dask-backed first (one chunk per date), so that nothing
+    is computed until the caller computes the result; ``cloud_mask`` cuts them spatially by its own rule.
     """
     from openeo_pg_parser_networkx import OpenEOProcessGraph
 
     values = validate_process_graph(graph, registry, parameters)
     for name, value in values.items():  # keep everything lazy: a numpy-backed cube would be computed node by node
         if hasattr(value, "dims") and hasattr(value, "chunk") and getattr(value, "chunks", None) is None:
-            values[name] = value.chunk({dim: INPUT_CHUNK_PX for dim in ("x", "y") if dim in value.dims})
+            values[name] = value.chunk({"t": 1} if "t" in value.dims else {})
     parsed = OpenEOProcessGraph({"process_graph": graph["process_graph"] if "process_graph" in graph else graph})
     return parsed.to_callable(registry, parameters=values)(named_parameters=values)

@@ -77,7 +77,9 @@ def _output_bands(namespace: dict, data: xr.DataArray, context):
 
 
 def _is_cloud_mask_udf(namespace: dict) -> bool:
-    return all(name in namespace for name in ("parse_context", "check_cube", "describe_model", "CloudMaskError"))
+    """The cloud-mask UDF with its ``Options`` contract (a UDF from an older release runs without the preflight)."""
+    return all(name in namespace for name in ("Options", "parse_context", "check_tiling", "check_cube", "describe_model",
+                                              "pixel_size_from_coords", "CloudMaskError"))
 
 
 def _preflight_cloud_mask(namespace: dict, data: xr.DataArray, context, neighborhood) -> None:
@@ -85,24 +87,27 @@ def _preflight_cloud_mask(namespace: dict, data: xr.DataArray, context, neighbor
     error_type = namespace["CloudMaskError"]
     try:
         options = namespace["parse_context"](context)
-        model = namespace["describe_model"](options["model"], options["model_dir"])
+        model = namespace["describe_model"](options.model, options.model_dir)
+        namespace["check_tiling"](options, model)
         namespace["check_cube"](data, options, model)
     except error_type as exc:
-        parameter = "data" if type(exc).__name__ == "InvalidInputError" else "context"
+        parameter = "data" if exc.key == "data" else "context"  # the engine's context keys live in 'context'
         raise ProcessParameterInvalid(PROCESS, parameter, str(exc), engine_code=getattr(exc, "code", None)) from None
     if neighborhood:
+        halo = options.halo(model, namespace["pixel_size_from_coords"](data))
         for dim in ("x", "y"):
             size = neighborhood["size"].get(dim)
             overlap = neighborhood["overlap"].get(dim, 0)
             if size is not None and size < model.min_tile_size:
                 raise ProcessParameterInvalid(
                     "apply_neighborhood", "size",
-                    f"{dim}: {size} px is smaller than model {options['model']!r}'s minimum tile of {model.min_tile_size} px",
+                    f"{dim}: {size} px is smaller than model {options.model!r}'s minimum tile of {model.min_tile_size} px",
                 )
-            if overlap < model.overlap:
+            if overlap < halo:
                 _log.warning(
-                    "apply_neighborhood overlap %s px along %s is less than model %r's recommended %s px: "
-                    "expect seams at neighborhood borders", overlap, dim, options["model"], model.overlap,
+                    "apply_neighborhood overlap %s px along %s is less than the %s px that model %r needs (its "
+                    "recommended overlap plus the buffer): expect seams at neighborhood borders",
+                    overlap, dim, halo, options.model,
                 )
 
 

@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 
 from openeo_cloudmask.demo_scene import make_demo_scene
-from openeo_cloudmask.model_card import load_model_card
+from openeo_cloudmask.udf import cloud_mask as engine
 from test_udf import run_udf
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -43,7 +43,8 @@ def demo_cube() -> xr.DataArray:
 
 
 def test_whole_scene_equals_four_overlapping_chunks(demo_cube):
-    halo = load_model_card(CARD).tiling.recommended_overlap
+    options = engine.parse_context({})
+    halo = options.halo(options.describe())
     whole = run_udf(demo_cube, {}).values[0]
     np.testing.assert_array_equal(four_chunks(demo_cube, halo, {}), whole)
 
@@ -61,10 +62,11 @@ def test_scene_larger_than_one_window_equals_chunks(demo_cube):
     n = mosaic.shape[-1]
     coords = {"bands": demo_cube.bands.values, "y": 5_300_000.0 - 10.0 * np.arange(n), "x": 400_000.0 + 10.0 * np.arange(n)}
     cube = xr.DataArray(mosaic, dims=("bands", "y", "x"), coords=coords)
-    card = load_model_card(CARD)
-    assert cube.sizes["x"] > card.tiling.recommended_window
+    options = engine.parse_context({})
+    model = options.describe()
+    assert cube.sizes["x"] > model.window
     whole = run_udf(cube, {}).values[0]
-    np.testing.assert_array_equal(four_chunks(cube, card.tiling.recommended_overlap, {}), whole)
+    np.testing.assert_array_equal(four_chunks(cube, options.halo(model), {}), whole)
 
 
 def test_demo_scene_mask_matches_the_generator_labels(demo_cube):
@@ -101,7 +103,7 @@ def test_dask_process_is_identical_to_the_engine(demo_cube):
     cube = xr.DataArray(mosaic, dims=("bands", "y", "x"), coords=coords)
     for output in ("classes", "probabilities"):
         whole = run_udf(cube, {"output": output}).values
-        for chunk in (None, 700, 701):  # the plugin's default (one window per chunk) and an off-grid chunk size
+        for chunk in (None, 700, 701):  # the default (the card's recommended_chunk) and off-grid chunk sizes
             chunked = mask_lazy(cube, {"output": output}, chunk_px=chunk).compute(scheduler="threads").values
             np.testing.assert_array_equal(chunked, whole, err_msg=f"{output}, chunk {chunk}")
 
@@ -109,7 +111,7 @@ def test_dask_process_is_identical_to_the_engine(demo_cube):
 def test_class_maps_from_the_graph_equal_the_argmax_of_its_probabilities(demo_cube):
     """Class maps come from the graph's ``classes`` output, which skips the softmax; they must be the
     probabilities' argmax, nodata included (``probabilities`` bands are in code order 1..5)."""
-    assert load_model_card(CARD).output.classes_name == "classes"
+    assert engine.describe_model().classes_name == "classes"
     cube = demo_cube.copy()
     cube[:, :40, :70] = 0
     classes = run_udf(cube, {"output": "classes"}).values[0]

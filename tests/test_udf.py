@@ -198,20 +198,29 @@ def test_result_does_not_depend_on_chunk_boundaries(tiny_context):
 
 
 @pytest.mark.parametrize(
-    ("context", "message"),
+    ("context", "message", "key"),
     [
-        ({"procesing_level": "L2A"}, "unknown context key(s) ['procesing_level']; valid keys are"),
-        ({"processing_level": "L3"}, "processing_level must be 'L1C' or 'L2A'"),
-        ({"output": "mask"}, "output must be one of"),
-        ({"buffer_m": -10}, "buffer_m must be >= 0"),
-        ({"radiometric_offset": "1000"}, "radiometric_offset must be a number"),
-        ({"model_dir": "https://example.org/models"}, "udf-dependency-archives"),
+        ({"procesing_level": "L2A"}, "unknown context key(s) ['procesing_level']; valid keys are", "procesing_level"),
+        ({"processing_level": "L3"}, "processing_level must be 'L1C' or 'L2A'", "processing_level"),
+        ({"output": "mask"}, "output must be one of", "output"),
+        ({"buffer_m": -10}, "buffer_m must be >= 0 metres", "buffer_m"),
+        ({"buffer_m": 20, "output": "probabilities"}, "set buffer_m to 0", "buffer_m"),
+        ({"radiometric_offset": "1000"}, "radiometric_offset must be a number", "radiometric_offset"),
+        ({"pixel_size_m": -1}, "pixel_size_m must be a positive number", "pixel_size_m"),
+        ({"window_size": 8}, "set window_size >=", "window_size"),
+        ({"window_overlap": 40}, "window_overlap 40 must be less than half", "window_overlap"),
+        ({"model": ""}, "model must be a model id", "model"),
+        ({"model": "no-such-model"}, "model 'no-such-model' not found", "model"),
+        ({"model_dir": "https://example.org/models"}, "udf-dependency-archives", "model_dir"),
     ],
 )
-def test_bad_context_is_a_clear_error(tiny_context, context, message):
-    with pytest.raises(ValueError, match=None) as info:
+def test_bad_context_is_a_clear_error_that_carries_its_key(tiny_context, context, message, key):
+    with pytest.raises(Exception) as info:  # the UDF's own CloudMaskError: run_udf_code loads a module of its own
         run_udf(coordinate_cube(), {**tiny_context, **context})
+    assert "CloudMaskError" in [cls.__name__ for cls in type(info.value).__mro__]
     assert message in str(info.value)
+    assert info.value.key == key
+    assert "\n" not in str(info.value)
 
 
 def test_missing_band_names_the_bands_and_the_fix(tiny_context):
@@ -317,3 +326,88 @@ def test_window_input_is_the_reflected_image_cut(shape, lead, corner, size):
     got = _window_input(dn, *lead, r, c, h, w)
     assert got.dtype == np.float32 and got.shape == (1, 4, h, w)
     np.testing.assert_array_equal(got[0], whole[:, r : r + h, c : c + w])
+
+
+# --------------------------------------------------------------------------- the engine owns the contract (issue 20)
+
+from openeo_cloudmask.udf import cloud_mask as engine  # noqa: E402  (the installed engine, for its contract)
+
+REPO = UDF_PATH.parent.parent
+
+
+def test_options_are_frozen_and_know_halo_dtype_bands_and_chunk(tiny_context, tiny_model_dir):
+    import dataclasses
+    import json
+
+    tiling = json.loads((Path(tiny_model_dir) / "tiny-test.json").read_text())["tiling"]
+    options = engine.parse_context({**tiny_context, "buffer_m": 25})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.buffer_m = 0
+    model = options.describe()
+    assert options.halo(model, 10.0) == tiling["recommended_overlap"] + 2  # round(25 / 10)
+    assert options.halo(model, 20.0) == tiling["recommended_overlap"] + 1
+    assert options.halo(model) == tiling["recommended_overlap"] + round(25 / model.resolution_m)
+    assert options.chunk(model) == tiling["recommended_chunk"]
+    assert (options.dtype, options.band_names) == (np.uint8, ["cloud_mask"])
+    probabilities = engine.parse_context({"output": "probabilities"})
+    assert probabilities.dtype == np.float32 and len(probabilities.band_names) == len(engine.CLASS_CODES)
+    assert engine.parse_context(options) is options and engine.parse_context(options.context()) == options
+    assert engine.CONTEXT_DEFAULTS == {f.name: f.default for f in dataclasses.fields(engine.Options)}
+
+
+def test_engine_declares_its_public_names_and_no_door_reaches_a_private_one():
+    import re
+
+    assert all(hasattr(engine, name) for name in engine.__all__)
+    private = re.compile(r"\bengine\._[a-z]|from openeo_cloudmask\.udf\.cloud_mask import[^\n]*\b_[a-z]")
+    doors = [*(REPO / "backend_plugin").glob("*.py"), *(REPO / "src" / "openeo_cloudmask").rglob("*.py"),
+             *(REPO / "examples").glob("*.py")]
+    offenders = [str(path.relative_to(REPO)) for path in doors if private.search(path.read_text())]
+    assert not offenders, offenders
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+def test_byte_images_are_refused_with_a_fix(tiny_context, dtype):
+    with pytest.raises(ValueError, match="load the bands as uint16 or float digital numbers") as info:
+        run_udf(coordinate_cube(dtype="float32").clip(0, 120).astype(dtype), tiny_context)
+    assert info.value.key == "data"
+
+
+@pytest.mark.parametrize("dtype", ["int16", "float32"])
+def test_negative_digital_numbers_are_refused_with_a_fix(tiny_context, dtype):
+    cube = coordinate_cube(dtype="int32")
+    cube[0, 0, :4, :4] = -1000
+    with pytest.raises(ValueError, match=r"negative values \(min -1000\).*mark nodata as 0"):
+        run_udf(cube.astype(dtype), tiny_context)
+
+
+def test_reflectance_with_nodata_markers_is_still_caught(tiny_context):
+    cube = coordinate_cube(dtype="float32", extra_bands=()) / 10000.0
+    cube[:, :, :5, :5] = 65535.0  # a few nodata pixels: the maximum is large, the data are still 0..1
+    with pytest.raises(ValueError, match="look like reflectance 0..1"):
+        run_udf(cube, tiny_context)
+    dark = coordinate_cube(dtype="float32", extra_bands=())
+    dark[:, :, :5, :5] = 1.0  # a few dark pixels do not make a DN cube look like reflectance
+    assert run_udf(dark, tiny_context).shape[-2:] == dark.shape[-2:]
+
+
+@pytest.mark.parametrize("shape", [(0, 0), (0, 80), (96, 0)])
+@pytest.mark.parametrize("output", ["classes", "probabilities"])
+def test_empty_chunk_gives_an_empty_result(tiny_context, shape, output):
+    cube = coordinate_cube().isel(y=slice(0, shape[0]), x=slice(0, shape[1]))
+    result = run_udf(cube, {**tiny_context, "output": output})
+    assert result.dims == cube.dims and result.shape[2:] == shape
+    assert result.dtype == engine.parse_context({"output": output}).dtype
+    no_dates = engine.mask_cube(coordinate_cube().isel(t=slice(0, 0)), tiny_context)
+    assert no_dates.sizes["t"] == 0 and no_dates.sizes["x"] == 80
+
+
+def test_ort_threads_variable_is_read_and_checked(tiny_context, monkeypatch):
+    monkeypatch.setenv(engine.THREADS_ENV, "1")
+    assert engine.default_threads() == 1
+    monkeypatch.setenv(engine.THREADS_ENV, "two")
+    with pytest.raises(engine.InvalidContextError, match="must be a whole number of threads") as info:
+        engine.default_threads()
+    assert info.value.key == engine.THREADS_ENV
+    monkeypatch.delenv(engine.THREADS_ENV)
+    assert engine.default_threads() == 0  # outside a Dask worker: onnxruntime's own default

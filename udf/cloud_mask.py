@@ -56,6 +56,7 @@ with an ``overlap`` of at least the card's ``recommended_overlap``. Then every
 chunking of a scene gives bit-identical results (``predict``).
 """
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -68,6 +69,22 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+
+__all__ = [
+    # openEO UDF entry points
+    "apply_datacube", "apply_metadata",
+    # the contract: options, output, model, errors
+    "Options", "parse_context", "output_band_names", "metric_pixel_size", "pixel_size_from_coords",
+    "CloudMaskModel", "load_model", "describe_model", "resolve_model_dir", "model_search_dirs", "default_threads",
+    "CloudMaskError", "InvalidContextError", "InvalidInputError", "ModelFileError",
+    # the engine
+    "mask_cube", "mask_array", "check_cube", "check_tiling", "check_values", "predict", "tile_windows",
+    "window_cores", "grid_phase", "argmax_classes", "buffer_classes",
+    # constants
+    "DEFAULT_MODEL", "CLASS_CODES", "CLEAR", "SHADOW", "SEMI", "CLOUD", "MISSING", "OUTPUT_KINDS",
+    "CONTEXT_DEFAULTS", "ARCHIVE_FOLDER", "THREADS_ENV", "METRIC_PIXEL_RANGE_M", "SESSION_LOADS", "MASK_CALLS",
+    "ONNX_DEPS_FOLDER", "ONNX_DEPS_ARCHIVE", "EMBEDDED_MODELS",
+]
 
 _log = logging.getLogger("openeo_cloudmask")
 
@@ -89,30 +106,32 @@ CLASS_CODES = {1: "clear", 2: "cloud_shadow", 3: "semi_transparent_cloud", 4: "c
 CLEAR, SHADOW, SEMI, CLOUD, MISSING = 1, 2, 3, 4, 5
 OUTPUT_KINDS = ("classes", "probabilities", "cloud_detection")
 
-CONTEXT_DEFAULTS = {
-    "processing_level": "L2A",
-    "radiometric_offset": 0,
-    "model": DEFAULT_MODEL,
-    "model_dir": None,
-    "output": "classes",
-    "buffer_m": 0,
-    "pixel_size_m": None,
-    "window_size": None,
-    "window_overlap": None,
-}
-
 # Bands that exist in only one processing level: finding them contradicts a declared level.
 _L2A_ONLY_BANDS = {"SCL", "AOT", "WVP", "sunAzimuthAngles"}
 _L1C_ONLY_BANDS = {"B10"}
+#: Grid spacings (metres) that a projected Sentinel-2 grid can have; anything else is pixel indices or degrees.
+METRIC_PIXEL_RANGE_M = (5.0, 1000.0)
 
 
 # --------------------------------------------------------------------------- errors
 
 
 class CloudMaskError(Exception):
-    """Base of every error this engine raises; ``code`` is an openEO-style error code."""
+    """Base of every error this engine raises.
+
+    ``code`` is an openEO-style error code and ``key`` the offending input: a
+    context key (``"buffer_m"``), ``"data"`` for the cube, ``"model"`` for the
+    model files, or the environment variable's name. Doors translate ``key``
+    into their own parameter names; they never parse the message.
+    """
 
     code = "CloudMaskError"
+    key = None
+
+    def __init__(self, message: str, key: str = None):
+        super().__init__(message)
+        if key is not None:
+            self.key = key
 
 
 class InvalidContextError(CloudMaskError, ValueError):
@@ -121,10 +140,12 @@ class InvalidContextError(CloudMaskError, ValueError):
 
 class InvalidInputError(CloudMaskError, ValueError):
     code = "InvalidInput"
+    key = "data"
 
 
 class ModelFileError(CloudMaskError):
     code = "ModelFileInvalid"
+    key = "model"
 
 
 # --------------------------------------------------------------------------- openEO UDF entry points
@@ -137,59 +158,135 @@ def apply_datacube(cube: xr.DataArray, context: dict) -> xr.DataArray:
 
 def apply_metadata(metadata, context: dict):
     """openEO UDF entry point: rename the band labels to the output's."""
-    options = parse_context(context)
-    names = output_band_names(options["output"])
-    return metadata.rename_labels(dimension="bands", target=names)
+    return metadata.rename_labels(dimension="bands", target=parse_context(context).band_names)
 
 
 # --------------------------------------------------------------------------- options
 
 
-def parse_context(context) -> dict:
-    """Validate a UDF context and fill in defaults. Errors name the key and the valid values."""
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """A validated UDF context (build it with :func:`parse_context`): every rule a door needs, asked, not rewritten.
+
+    The fields are the context keys with their defaults. The methods that take
+    ``model`` (a :class:`CloudMaskModel`, from :func:`describe_model` or
+    :func:`load_model`) read the card's tiling: the halo a chunk must carry for a
+    pixel size, and the chunk edge to cut a scene into.
+    """
+
+    processing_level: str = "L2A"
+    radiometric_offset: float = 0
+    model: str = DEFAULT_MODEL
+    model_dir: object = None
+    output: str = "classes"
+    buffer_m: float = 0
+    pixel_size_m: float = None
+    window_size: int = None
+    window_overlap: int = None
+
+    @property
+    def band_names(self) -> list:
+        """The output's band labels."""
+        return output_band_names(self.output)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The output's dtype: uint8 class codes, float32 probabilities."""
+        return np.dtype(np.uint8 if self.output == "classes" else np.float32)
+
+    def context(self) -> dict:
+        """The options as a UDF context (keys left at their default are left out)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) != f.default}
+
+    def describe(self) -> "CloudMaskModel":
+        """The model's card, without an ONNX session (:func:`describe_model`)."""
+        return describe_model(self.model, self.model_dir)
+
+    def pixel_size(self, model: "CloudMaskModel", measured: float = None) -> float:
+        """Ground sampling distance in metres: ``pixel_size_m``, else ``measured`` (the grid's), else the card's."""
+        return float(self.pixel_size_m or measured or model.resolution_m)
+
+    def buffer_px(self, pixel_size_m: float) -> int:
+        """``buffer_m`` in pixels of ``pixel_size_m`` metres: the radius the mask grows by."""
+        return int(round(self.buffer_m / pixel_size_m))
+
+    def overlap(self, model: "CloudMaskModel") -> int:
+        """Context each engine window keeps on a cut side: ``window_overlap`` or the card's ``recommended_overlap``."""
+        return model.overlap if self.window_overlap is None else int(self.window_overlap)
+
+    def halo(self, model: "CloudMaskModel", pixel_size_m: float = None) -> int:
+        """Pixels of context a chunk needs on each side for a result identical to a whole-scene run.
+
+        The overlap (the receptive field's reach) plus the buffer radius;
+        ``pixel_size_m`` is the grid's spacing if known (see :meth:`pixel_size`).
+        """
+        return self.overlap(model) + self.buffer_px(self.pixel_size(model, pixel_size_m))
+
+    def chunk(self, model: "CloudMaskModel") -> int:
+        """Default chunk edge (px, without halo) for every door that cuts a scene: the card's ``recommended_chunk``."""
+        return model.chunk
+
+
+CONTEXT_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Options)}
+
+
+def _number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def parse_context(context) -> Options:
+    """Validate a UDF context and fill in defaults: an :class:`Options`. Errors carry the key as ``key``."""
+    if isinstance(context, Options):
+        return context
     if context is None:
         context = {}
     if not isinstance(context, dict):
-        raise InvalidContextError(f"context must be a dict, got {type(context).__name__}")
+        raise InvalidContextError(f"context must be a dict, got {type(context).__name__}", key="context")
     unknown = sorted(set(context) - set(CONTEXT_DEFAULTS))
     if unknown:
         raise InvalidContextError(
-            f"unknown context key(s) {unknown}; valid keys are {sorted(CONTEXT_DEFAULTS)}"
+            f"unknown context key(s) {unknown}; valid keys are {sorted(CONTEXT_DEFAULTS)}", key=unknown[0]
         )
     options = {**CONTEXT_DEFAULTS, **{k: v for k, v in context.items() if v is not None}}
 
-    level = options["processing_level"]
-    if level not in ("L1C", "L2A"):
-        raise InvalidContextError(f"processing_level must be 'L1C' or 'L2A', got {level!r}")
-    if options["output"] not in OUTPUT_KINDS:
-        raise InvalidContextError(f"output must be one of {list(OUTPUT_KINDS)}, got {options['output']!r}")
-    for key in ("radiometric_offset", "buffer_m"):
-        value = options[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise InvalidContextError(f"{key} must be a number, got {value!r}")
-    if options["buffer_m"] < 0:
-        raise InvalidContextError(f"buffer_m must be >= 0 metres, got {options['buffer_m']}")
+    def check(key, ok, must):
+        if not ok:
+            raise InvalidContextError(f"{key} must be {must}, got {options[key]!r}", key=key)
+
+    check("processing_level", options["processing_level"] in ("L1C", "L2A"), "'L1C' or 'L2A'")
+    check("output", options["output"] in OUTPUT_KINDS, f"one of {list(OUTPUT_KINDS)}")
+    check("radiometric_offset", _number(options["radiometric_offset"]), "a number")
+    check("buffer_m", _number(options["buffer_m"]) and options["buffer_m"] >= 0, ">= 0 metres")
     if options["buffer_m"] and options["output"] == "probabilities":
-        raise InvalidContextError("buffer_m applies to output 'classes' or 'cloud_detection', not 'probabilities'")
-    if options["pixel_size_m"] is not None and not (
-        isinstance(options["pixel_size_m"], (int, float)) and options["pixel_size_m"] > 0
-    ):
-        raise InvalidContextError(f"pixel_size_m must be a positive number, got {options['pixel_size_m']!r}")
+        raise InvalidContextError(
+            "buffer_m applies to output 'classes' or 'cloud_detection', not 'probabilities'; set buffer_m to 0",
+            key="buffer_m",
+        )
+    pixel = options["pixel_size_m"]
+    check("pixel_size_m", pixel is None or (_number(pixel) and pixel > 0), "a positive number of metres")
     for key in ("window_size", "window_overlap"):
         value = options[key]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise InvalidContextError(f"{key} must be a non-negative integer number of pixels, got {value!r}")
-    if not isinstance(options["model"], str) or not options["model"]:
-        raise InvalidContextError(f"model must be a model id string, got {options['model']!r}")
-    return options
+        check(key, value is None or (not isinstance(value, bool) and isinstance(value, int) and value >= 0),
+              "a non-negative integer number of pixels")
+    check("model", isinstance(options["model"], str) and bool(options["model"]), "a model id string")
+    return Options(**options)
 
 
 def output_band_names(output: str) -> list:
+    """Band labels of an output kind: ``cloud_mask``; ``prob_<class>`` per class; ``cloud`` and ``shadow``."""
     if output == "classes":
         return ["cloud_mask"]
     if output == "probabilities":
         return [f"prob_{name}" for name in CLASS_CODES.values()]
     return ["cloud", "shadow"]
+
+
+def metric_pixel_size(step):
+    """``abs(step)`` if it is a plausible Sentinel-2 grid spacing in metres (5..1000), else None."""
+    if step is None or not np.isfinite(step):
+        return None
+    low, high = METRIC_PIXEL_RANGE_M
+    return float(abs(step)) if low <= abs(step) <= high else None
 
 
 # --------------------------------------------------------------------------- model loading
@@ -212,6 +309,7 @@ class CloudMaskModel:
         self.min_tile_size = int(tiling["min_tile_size"])
         self.window = int(tiling["recommended_window"])
         self.overlap = int(tiling["recommended_overlap"])
+        self.chunk = int(tiling["recommended_chunk"])
         self.resolution_m = float(card.get("resolution_m", 10.0))
         self.processing_levels = tuple(card.get("processing_levels", ("L1C", "L2A")))
 
@@ -221,6 +319,8 @@ class CloudMaskModel:
 
 #: How many InferenceSessions this process has created (tests and operators check "once per process").
 SESSION_LOADS = {"count": 0}
+#: How many times this process ran the engine on pixels (:func:`mask_array`): a Dask client should show 0.
+MASK_CALLS = {"count": 0}
 
 
 def model_search_dirs() -> list:
@@ -247,7 +347,8 @@ def resolve_model_dir(model_dir, model_id: str) -> Path:
         if text.startswith(("http://", "https://")):
             raise InvalidContextError(
                 f"model_dir {text!r} is a web URL, and nothing downloads during masking: list the archive under the "
-                f"'udf-dependency-archives' job option as '{text}#{ARCHIVE_FOLDER}' and leave model_dir unset"
+                f"'udf-dependency-archives' job option as '{text}#{ARCHIVE_FOLDER}' and leave model_dir unset",
+                key="model_dir",
             )
         if text.startswith("file://"):
             import urllib.parse
@@ -303,8 +404,32 @@ def load_model(model_id: str = DEFAULT_MODEL, model_dir=None, threads: int = 0) 
     naming the file. ``threads`` caps onnxruntime's intra-op threads (0: the
     ``OPENEO_CLOUDMASK_ORT_THREADS`` environment variable, else all cores).
     """
-    threads = int(threads or os.environ.get(THREADS_ENV, "0") or 0)
+    threads = int(threads or default_threads())
     return _load_model_cached(str(model_id), None if model_dir is None else str(model_dir), threads)
+
+
+def default_threads() -> int:
+    """onnxruntime intra-op threads for this process's session (0: onnxruntime's default, every core).
+
+    ``OPENEO_CLOUDMASK_ORT_THREADS`` if set; else, inside a Dask worker, the
+    worker's share of the cores (its thread count): otherwise every worker on a
+    machine would start a thread per core and they would fight for them.
+    """
+    text = os.environ.get(THREADS_ENV, "").strip()
+    if text:
+        if not text.isdigit():
+            raise InvalidContextError(
+                f"environment variable {THREADS_ENV}={text!r} must be a whole number of threads (0: all cores)",
+                key=THREADS_ENV,
+            )
+        return int(text)
+    distributed = sys.modules.get("distributed")  # only if this process already runs Dask: never imported here
+    if distributed is not None:
+        try:
+            return max(1, int(distributed.get_worker().state.nthreads))
+        except (ValueError, AttributeError):  # not inside a worker task
+            pass
+    return 0
 
 
 def describe_model(model_id: str = DEFAULT_MODEL, model_dir=None) -> CloudMaskModel:
@@ -525,7 +650,9 @@ def predict(model: CloudMaskModel, dn: np.ndarray, window=None, overlap=None, or
     multiple = model.size_multiple
     window = max(model.min_tile_size, int(math.ceil(window / multiple) * multiple))
     if 2 * overlap >= window:
-        raise InvalidContextError(f"window_overlap {overlap} must be less than half the window size {window}")
+        raise InvalidContextError(
+            f"window_overlap {overlap} must be less than half the window size {window}", key="window_overlap"
+        )
     _, height, width = dn.shape
     lead_y, lead_x = origin[0] % multiple, origin[1] % multiple
     if (lead_y or lead_x) and max(height, width) <= window:
@@ -611,23 +738,25 @@ def buffer_classes(codes: np.ndarray, radius: int) -> np.ndarray:
 
 
 def mask_array(
-    dn: np.ndarray, options: dict, model: CloudMaskModel, pixel_size_m: float = None, origin=(0, 0)
+    dn: np.ndarray, options: Options, model: CloudMaskModel, pixel_size_m: float = None, origin=(0, 0)
 ) -> np.ndarray:
     """The engine on plain numpy: (T, C, H, W) digital numbers in the model's band order -> (T, K_out, H, W).
 
-    ``options`` come from :func:`parse_context`; ``origin`` is the global
-    (row, column) index of the first pixel, for chunked runs (see
-    :func:`grid_phase`). Output dtype is uint8 for ``classes`` and float32
-    otherwise.
+    ``options`` come from :func:`parse_context`; ``pixel_size_m`` is the
+    grid's spacing if known; ``origin`` is the global (row, column) index of
+    the first pixel, for chunked runs (see :func:`grid_phase`). Output dtype
+    is ``options.dtype``. The values are not checked here (see :func:`check_values`).
     """
-    output = options["output"]
-    names = output_band_names(output)
+    options = parse_context(options)
+    MASK_CALLS["count"] += 1
+    output = options.output
+    names = options.band_names
     t, _, height, width = dn.shape
-    dtype = np.uint8 if output == "classes" else np.float32
-    result = np.empty((t, len(names), height, width), dtype=dtype)
-    pixel = pixel_size_m or options["pixel_size_m"] or model.resolution_m
-    radius = int(round(options["buffer_m"] / pixel))
-    offset = float(options["radiometric_offset"])
+    result = np.empty((t, len(names), height, width), dtype=options.dtype)
+    if result.size == 0:
+        return result
+    radius = options.buffer_px(options.pixel_size(model, pixel_size_m))
+    offset = float(options.radiometric_offset)
     codes_lookup = np.asarray(model.class_codes, dtype=np.uint8)
     codes_in_order = model.class_codes == list(range(1, len(model.class_codes) + 1))
     for i in range(t):
@@ -657,7 +786,7 @@ def mask_array(
             if any_missing:
                 image[:, missing] = 0.0
             pred = predict(
-                model, image, window=options["window_size"], overlap=options["window_overlap"], origin=origin,
+                model, image, window=options.window_size, overlap=options.window_overlap, origin=origin,
                 output_name=name,
             )
             if any_missing and not indices:
@@ -695,30 +824,28 @@ def pixel_size_from_coords(cube: xr.DataArray):
     if "x" in cube.coords and cube.sizes["x"] > 1:
         x = np.asarray(cube.coords["x"].values)
         if np.issubdtype(x.dtype, np.number):
-            step = float(abs(x[1] - x[0]))
-            if 5.0 <= step <= 1000.0:  # metres of a projected grid, not pixel indices or degrees
-                return step
+            return metric_pixel_size(float(x[1] - x[0]))
     return None
 
 
-def check_tiling(options: dict, model: CloudMaskModel) -> None:
+def check_tiling(options: Options, model: CloudMaskModel) -> None:
     """Reject a ``window_size``/``window_overlap`` the model cannot work with, naming the key to change."""
-    window, overlap = options["window_size"], options["window_overlap"]
+    window = options.window_size
     if window is not None and window < model.min_tile_size:
         raise InvalidContextError(
             f"window_size {window} is smaller than model {model.card['id']!r} needs: "
-            f"set window_size >= {model.min_tile_size} px (default {model.window})"
+            f"set window_size >= {model.min_tile_size} px (default {model.window})", key="window_size"
         )
     window = window or model.window
-    overlap = model.overlap if overlap is None else overlap
+    overlap = options.overlap(model)
     if 2 * overlap >= window:
         raise InvalidContextError(
             f"window_overlap {overlap} must be less than half of window_size {window}; "
-            f"the model card recommends {model.overlap}"
+            f"the model card recommends {model.overlap}", key="window_overlap"
         )
 
 
-def check_cube(cube: xr.DataArray, options: dict, model: CloudMaskModel) -> xr.DataArray:
+def check_cube(cube: xr.DataArray, options: Options, model: CloudMaskModel) -> xr.DataArray:
     """Validate dims, bands, dtype, level and scaling; return the model's bands as (t?, bands, y, x)."""
     if not isinstance(cube, xr.DataArray):
         raise InvalidInputError(f"expected an xarray.DataArray, got {type(cube).__name__}")
@@ -736,49 +863,82 @@ def check_cube(cube: xr.DataArray, options: dict, model: CloudMaskModel) -> xr.D
     if missing:
         raise InvalidInputError(
             f"bands {missing} are missing: model {model.card['id']!r} needs {model.bands}, the cube has {present}; "
-            f"add them to load_collection(bands=...)"
+            f"load them (load_collection(bands=...)), or if the cube holds them under other labels, rename the band "
+            f"labels to these Sentinel-2 names (rename_labels)"
         )
-    level = options["processing_level"]
+    level = options.processing_level
     if level not in model.processing_levels:
-        raise InvalidContextError(f"model {model.card['id']!r} supports {list(model.processing_levels)}, not processing_level={level!r}")
+        raise InvalidContextError(
+            f"processing_level={level!r} is not supported by model {model.card['id']!r}: "
+            f"use one of {list(model.processing_levels)}", key="processing_level"
+        )
     contradicting = set(present) & (_L2A_ONLY_BANDS if level == "L1C" else _L1C_ONLY_BANDS)
     if contradicting:
         other = "L2A" if level == "L1C" else "L1C"
         raise InvalidContextError(
             f"processing_level={level!r} but the cube has {other}-only band(s) {sorted(contradicting)}: "
-            f"set processing_level to {other!r} or load the matching collection"
+            f"set processing_level to {other!r} or load the matching collection", key="processing_level"
         )
     if not (np.issubdtype(cube.dtype, np.integer) or np.issubdtype(cube.dtype, np.floating)) or cube.dtype == bool:
         raise InvalidInputError(
             f"cube dtype {cube.dtype} is not supported: pass digital numbers (reflectance x 10000) as an int or float type"
+        )
+    if np.issubdtype(cube.dtype, np.integer) and np.dtype(cube.dtype).itemsize == 1:
+        raise InvalidInputError(
+            f"cube dtype {cube.dtype} cannot hold digital numbers (reflectance x 10000, up to ~20000): it looks like a "
+            f"byte-scaled image; load the bands as uint16 or float digital numbers"
         )
     order = [d for d in ("t", "bands", "y", "x") if d in dims]
     selected = cube if present == list(model.bands) else cube.sel(bands=model.bands)  # sel copies: skip if exact
     return selected.transpose(*order)
 
 
-def _check_scaling(dn: np.ndarray) -> None:
-    """Reject reflectance 0..1 where DN are expected: one NaN-skipping max over the values, no copies."""
-    top = float(np.fmax.reduce(dn, axis=None)) if dn.size else 0.0
-    if 0.0 < top <= 2.0:  # (all 0 / NaN is not an error: those pixels are "missing")
+#: Values ignored by the reflectance-scaling check: nodata markers, not measurements.
+_NODATA_MARKERS = (65535.0, 32767.0, -9999.0)
+
+
+def check_values(dn: np.ndarray) -> None:
+    """Refuse values that are not digital numbers: negative values, and reflectance 0..1 (in float cubes).
+
+    The scaling check looks at the median of a sample of the valid values
+    (positive, finite, not a nodata marker such as 65535), so a few nodata
+    pixels cannot hide reflectance, and a few dark pixels cannot fake it.
+    """
+    if dn.size == 0 or np.issubdtype(dn.dtype, np.unsignedinteger):
+        return
+    low = float(np.fmin.reduce(dn, axis=None))  # skips NaN
+    if low < 0:
         raise InvalidInputError(
-            f"values look like reflectance 0..1 (max {top:.3f}), not digital numbers: "
+            f"the cube holds negative values (min {low:g}), but digital numbers are >= 0: mark nodata as 0 "
+            f"(or NaN in a float cube), and subtract an offset with radiometric_offset, not before"
+        )
+    if not np.issubdtype(dn.dtype, np.floating):
+        return
+    step = max(1, int(math.sqrt(dn[..., 0, :, :].size / 65536.0)))  # ~64k pixels per image: cheap on any chunk
+    sample = dn[..., ::step, ::step]
+    valid = sample[(sample > 0) & np.isfinite(sample) & ~np.isin(sample, _NODATA_MARKERS)]
+    if valid.size and float(np.median(valid)) <= 2.0:
+        raise InvalidInputError(
+            f"values look like reflectance 0..1 (median {float(np.median(valid)):.3f}), not digital numbers: "
             f"multiply the cube by 10000 (openEO: linear_scale_range or a multiply in apply)"
         )
 
 
-def mask_cube(cube: xr.DataArray, context: dict = None) -> xr.DataArray:
+def mask_cube(cube: xr.DataArray, context=None) -> xr.DataArray:
     """The engine on an xarray cube: validate, mask, and keep coordinates and attributes.
 
     This is what every door calls: the UDF, the ``cloud_mask`` process, the CLI.
+    ``context`` is a dict of context keys or an :class:`Options`. A cube with
+    no pixels (a 0 x 0 chunk, or no dates) gives an empty result without
+    loading the model.
     """
     options = parse_context(context)
-    model = load_model(options["model"], options["model_dir"])
+    empty = isinstance(cube, xr.DataArray) and any(cube.sizes.get(d, 1) == 0 for d in ("t", "y", "x"))
+    model = options.describe() if empty else load_model(options.model, options.model_dir)
     check_tiling(options, model)
     data = check_cube(cube, options, model)
     dn = np.asarray(data.values)
-    if np.issubdtype(dn.dtype, np.floating):
-        _check_scaling(dn)
+    check_values(dn)
     has_t = "t" in data.dims
     stack = dn if has_t else dn[None]
     origin = tuple(grid_phase(cube.coords[d].values if d in cube.coords else None) for d in ("y", "x"))
@@ -786,10 +946,9 @@ def mask_cube(cube: xr.DataArray, context: dict = None) -> xr.DataArray:
     if not has_t:
         result = result[0]
     coords = {name: coord for name, coord in data.coords.items() if "bands" not in coord.dims}
-    coords["bands"] = output_band_names(options["output"])
+    coords["bands"] = options.band_names
     out = xr.DataArray(result, dims=data.dims, coords=coords, attrs=dict(cube.attrs), name="cloud_mask")
-    order = [d for d in cube.dims]
-    return out.transpose(*order)
+    return out.transpose(*cube.dims)
 
 
 load_model.cache_info = _load_model_locked.cache_info

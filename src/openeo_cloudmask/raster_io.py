@@ -2,8 +2,9 @@
 
 :func:`open_raster` opens a user's file as a :class:`RasterSource` that reads
 any window as the ``(bands, y, x)`` cube the engine takes. :func:`mask_raster`
-streams it: each block is read with a halo of the model card's
-``recommended_overlap`` pixels (plus the ``buffer_m`` radius), masked by
+streams it: the blocks are :func:`openeo_cloudmask.tiling.blocks` of the
+engine's ``Options.chunk`` (the card's ``recommended_chunk``), each read with
+the engine's ``Options.halo``, masked by
 :func:`~openeo_cloudmask.udf.cloud_mask.mask_cube`, trimmed and written, so
 memory follows the block size, not the scene size, and the result matches a
 whole-scene run.
@@ -16,7 +17,6 @@ Probability outputs are float32 with NaN as nodata.
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 import time
 import warnings
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from openeo_cloudmask import tiling
 from openeo_cloudmask.model_card import S2_BANDS
 from openeo_cloudmask.quicklook import CLASS_STYLE
 from openeo_cloudmask.udf import cloud_mask as engine
@@ -297,6 +298,7 @@ class MaskRun:
     halo: int
     seconds: float
     model: object
+    block: int = None
 
     def fractions(self) -> dict:
         """Percent of pixels per KappaMask code (classes output only)."""
@@ -304,45 +306,33 @@ class MaskRun:
         return {code: 100.0 * n / total for code, n in sorted(self.counts.items())}
 
 
-def block_windows(height: int, width: int, block: int) -> list:
-    """``(rows, cols)`` slices of the blocks that cover the image, row by row."""
-    return [
-        (slice(r, min(r + block, height)), slice(c, min(c + block, width)))
-        for r in range(0, height, block)
-        for c in range(0, width, block)
-    ]
-
-
-def _pixel_size(transform, model) -> float:
-    if transform is not None and 5.0 <= abs(transform.a) <= 1000.0:
-        return abs(transform.a)
-    return model.resolution_m
-
-
 def mask_raster(source: RasterSource, output, context: dict = None, block_size: int = None,
                 progress: bool = True) -> MaskRun:
     """Mask ``source`` block by block into the GeoTIFF ``output``; see the module docstring.
 
-    Every block is read with a halo of the card's ``recommended_overlap``
-    (plus the ``buffer_m`` radius) on each side, so each output pixel sees the
-    same neighbourhood as in a whole-scene run.
+    Every block is read with the engine's halo on each side, so each output
+    pixel sees the same neighbourhood as in a whole-scene run. ``block_size``
+    defaults to the engine's chunk (``Options.chunk``: the card's
+    ``recommended_chunk``); :attr:`MaskRun.block` says which was used.
     """
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
     from tqdm import tqdm
 
     options = engine.parse_context(context)
-    model = engine.load_model(options["model"], options["model_dir"])
-    pixel = _pixel_size(source.transform, model)
-    halo = model.overlap + int(math.ceil(options["buffer_m"] / pixel))
-    if block_size is None:  # block + halos fill one engine window (no inner seams), but never tiny blocks
-        block_size = max(512, model.window - 2 * halo)
-    if block_size < 64:
-        raise engine.InvalidContextError(f"block_size (--block-size) must be at least 64 pixels, got {block_size}")
-    names = engine.output_band_names(options["output"])
-    dtype = "uint8" if options["output"] == "classes" else "float32"
+    model = engine.load_model(options.model, options.model_dir)
+    spacing = engine.metric_pixel_size(source.transform.a) if source.transform is not None else None
+    options = dataclasses.replace(options, pixel_size_m=options.pixel_size(model, spacing))  # blocks see no transform
+    halo = options.halo(model)
+    if block_size is not None and block_size < 64:
+        raise engine.InvalidContextError(
+            f"block_size (--block-size) must be at least 64 pixels, got {block_size}", key="block_size"
+        )
+    block_size = options.chunk(model) if block_size is None else block_size
+    names = options.band_names
+    dtype = str(options.dtype)
     height, width = source.shape
-    windows = block_windows(height, width, block_size)
+    windows = tiling.blocks(height, width, block_size, halo)
     profile = mask_profile(height, width, len(names), dtype, source.crs, source.transform)
     started = time.perf_counter()
     output = Path(output)
@@ -358,32 +348,31 @@ def mask_raster(source: RasterSource, output, context: dict = None, block_size: 
                 dst.update_tags(
                     model=model.card["id"], model_version=str(model.card["version"]),
                     classes=", ".join(f"{c}={n}" for c, n in engine.CLASS_CODES.items()),
-                    source=str(source.path), processing_level=options["processing_level"],
+                    source=str(source.path), processing_level=options.processing_level,
                 )
                 bar = tqdm(windows, unit="block", desc="masking", file=sys.stderr,
                            disable=not progress or len(windows) <= 1)
-                counts = sum(_mask_block(source, dst, rows, cols, halo, context) for rows, cols in bar)
+                counts = sum(_mask_block(source, dst, inner, outer, options) for inner, outer in bar)
         partial.replace(output)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     return MaskRun(
         path=output, shape=(height, width), counts={c: int(n) for c, n in enumerate(counts) if n},
-        blocks=len(windows), halo=halo, seconds=time.perf_counter() - started, model=model,
+        blocks=len(windows), halo=halo, seconds=time.perf_counter() - started, model=model, block=block_size,
     )
 
 
-def _mask_block(source: RasterSource, dst, rows: slice, cols: slice, halo: int, context: dict) -> np.ndarray:
-    """Read one block with its halo, mask it, write the block without the halo; return its class counts."""
+def _mask_block(source: RasterSource, dst, inner: tuple, outer: tuple, options) -> np.ndarray:
+    """Read one block with its halo (``outer``), mask it, write ``inner``; return its class counts."""
     from rasterio.windows import Window
 
-    height, width = source.shape
-    r0, r1 = max(0, rows.start - halo), min(height, rows.stop + halo)
-    c0, c1 = max(0, cols.start - halo), min(width, cols.stop + halo)
-    result = engine.mask_cube(source.read(slice(r0, r1), slice(c0, c1)), context).transpose("bands", "y", "x").values
-    inner = result[:, rows.start - r0 : rows.stop - r0, cols.start - c0 : cols.stop - c0]
-    dst.write(inner.astype(dst.dtypes[0], copy=False),
+    (rows, cols), (grown_rows, grown_cols) = inner, outer
+    result = engine.mask_cube(source.read(grown_rows, grown_cols), options).transpose("bands", "y", "x").values
+    r0, c0 = rows.start - grown_rows.start, cols.start - grown_cols.start
+    block = result[:, r0 : r0 + rows.stop - rows.start, c0 : c0 + cols.stop - cols.start]
+    dst.write(block.astype(dst.dtypes[0], copy=False),
               window=Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start))
     if dst.dtypes[0] != "uint8":
         return np.zeros(256, dtype=np.int64)
-    return np.bincount(inner.ravel(), minlength=256)
+    return np.bincount(block.ravel(), minlength=256)
