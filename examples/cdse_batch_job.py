@@ -9,21 +9,19 @@ one by one (``python-memory`` for longer time series, ``max-executors`` for cost
 
 import sys
 
-from openeo_cloudmask.client_workflows import load_sentinel2, monthly_composite, run_example
-from openeo_cloudmask.udp import dependency_archive_option, udp_namespace_url
+from openeo_cloudmask.client_workflows import cloud_mask_udp, job_options, load_sentinel2, monthly_composite, run_example
 
 TITLE = "openeo-cloudmask monthly composite"
 JOB_OPTIONS = {
+    **job_options(),  # what the UDP needs: onnx_deps, python-memory for 73 dates per chunk, one CPU per task
     "executor-memory": "2G",
-    "python-memory": "5000m",  # the UDF's memory grows with the dates per chunk; see docs/CDSE.md
     "max-executors": 10,
-    "udf-dependency-archives": [dependency_archive_option()],
 }
 
 
-def build(connection=None):
+def build(connection=None, namespace="user"):
     s2 = load_sentinel2(connection, temporal_extent=["2023-04-01", "2023-10-01"])
-    mask = s2.process("cloud_mask", namespace=udp_namespace_url(), data=s2, processing_level="L2A")
+    mask = cloud_mask_udp(s2, namespace=namespace, processing_level="L2A")
     return monthly_composite(s2, mask).save_result(format="GTiff")
 
 

@@ -12,21 +12,20 @@ import sys
 
 import openeo
 
-from openeo_cloudmask.client_workflows import load_sentinel2, monthly_composite, run_example
-from openeo_cloudmask.udp import dependency_archive_option, udf_path
+from openeo_cloudmask.client_workflows import job_options, load_sentinel2, monthly_composite, run_example, self_contained_udf
 
 MODEL = "cloudmask-s2-4band"
 #: The model card's tiling.recommended_chunk and recommended_overlap (a test checks them against the card).
 SIZE, OVERLAP = 512, 256
-JOB_OPTIONS = {
-    "python-memory": "2048m",  # room for ~100 dates per chunk; see docs/CDSE.md "Job options and memory"
-    "udf-dependency-archives": [dependency_archive_option(MODEL)],  # <url>#cloudmask_deps: model + onnxruntime
-}
+#: The UDP's own job options: onnxruntime from the public onnx_deps archive, python-memory for 73 dates per chunk
+#: with >= 25 % headroom, one CPU (and one onnxruntime thread) per task; see docs/CDSE.md.
+JOB_OPTIONS = job_options()
 
 
 def build(connection=None):
     s2 = load_sentinel2(connection)
-    udf = openeo.UDF.from_file(udf_path(), runtime="Python", context={"model": MODEL, "processing_level": "L2A"})
+    # the self-contained UDF (model inside, ~1.3 MiB); for a modified UDF: openeo.UDF.from_file(your_file, ...)
+    udf = openeo.UDF(self_contained_udf(), runtime="Python", context={"model": MODEL, "processing_level": "L2A"})
     mask = s2.apply_neighborhood(
         process=udf,
         size=[{"dimension": "x", "value": SIZE, "unit": "px"}, {"dimension": "y", "value": SIZE, "unit": "px"},

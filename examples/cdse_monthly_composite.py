@@ -9,20 +9,20 @@ cloud, cloud and missing -- is dropped before the monthly median.
 
 import sys
 
-from openeo_cloudmask.client_workflows import load_sentinel2, monthly_composite, run_example
-from openeo_cloudmask.udp import udp_namespace_url
+from openeo_cloudmask.client_workflows import cloud_mask_udp, job_options, load_sentinel2, monthly_composite, run_example
 
 
-def build(connection=None):
+def build(connection=None, namespace="user"):
     s2 = load_sentinel2(connection)
-    mask = s2.process("cloud_mask", namespace=udp_namespace_url(), data=s2, processing_level="L2A")
+    mask = cloud_mask_udp(s2, namespace=namespace, processing_level="L2A")
     # s2.mask(mask != clear) then aggregate_temporal_period(period="month", reducer="median")
     return monthly_composite(s2, mask)
 
 
 def main(argv=None) -> int:
     def run(cube, _):
-        cube.execute_batch("composite.nc", out_format="netCDF", title="monthly cloud-free composite")
+        cube.execute_batch("composite.nc", out_format="netCDF", title="monthly cloud-free composite",
+                           job_options=job_options())
 
     return run_example(build, run, argv)
 

@@ -1,16 +1,15 @@
 """Generate ``process_graphs/cloud_mask.json`` (the ``cloud_mask`` UDP) from its sources.
 
-    python process_graphs/build_udp.py            # regenerate from udf/cloud_mask.py, the card, the memory record
+    python process_graphs/build_udp.py            # regenerate (self-contained: the model inside the UDF code)
     python process_graphs/build_udp.py --measure  # measure the UDF's memory per chunk first (new model or window)
     python process_graphs/build_udp.py --check    # exit 1 if the committed file is out of date
 
-All logic lives in :mod:`openeo_cloudmask.udp`; see its docstring for the
-hosting setting (``RELEASE_URL``).
+All logic lives in :mod:`openeo_cloudmask.release.udp_build`.
 """
 
 import sys
 
-from openeo_cloudmask.udp import main
+from openeo_cloudmask.release.udp_build import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -27,11 +27,13 @@ from openeo.udf import UdfData, XarrayDataCube
 from openeo.udf.run_code import run_udf_code
 
 from openeo_cloudmask import udp
+from openeo_cloudmask.release import settings, udp_build
 from openeo_cloudmask.udf import cloud_mask as engine
 from tiny_model import TINY_MODEL_ID
+from udp_builders import build_test_udp
 
 UDF_CODE = udp.udf_source()
-REAL_CARD = udp.MODELS_DIR / f"{udp.DEFAULT_MODEL}.json"
+REAL_CARD = settings.MODELS_DIR / f"{engine.DEFAULT_MODEL}.json"
 
 
 def run_udf(cube: xr.DataArray, context: dict) -> xr.DataArray:
@@ -92,7 +94,7 @@ def agreement(a: xr.DataArray, b: xr.DataArray, margin: int = 0):
 
 @pytest.fixture(scope="module")
 def tiny_window(tiny_model_dir):
-    return udp.neighborhood_window(udp.load_card(TINY_MODEL_ID, tiny_model_dir))
+    return udp.neighborhood_window(udp_build.load_card(TINY_MODEL_ID, tiny_model_dir))
 
 
 # --------------------------------------------------------------------------- tiny model: exact-ish
@@ -206,12 +208,10 @@ def tiny_udp_in_backend_dir(tiny_model_dir, tmp_path, monkeypatch):
     """The UDP built from the tiny card, run from a directory holding the unpacked dependency archive."""
     import shutil
 
-    card = udp.load_card(TINY_MODEL_ID, tiny_model_dir)
-    memory = {"model": card["id"], "onnx_sha256": card["onnx_sha256"], "chunk_px": 80, "dates": 12, "peak_rss_mib": 400,
-              "peak_rss_mib_one_date": 240, "per_date_mib": 14.5}
+    card = udp_build.load_card(TINY_MODEL_ID, tiny_model_dir)
     shutil.copytree(tiny_model_dir, tmp_path / engine.ARCHIVE_FOLDER / "models")
     monkeypatch.chdir(tmp_path)
-    return udp.build_udp(card, UDF_CODE, memory, udp.archive_url(card, use_env=False))
+    return build_test_udp(card, UDF_CODE, archive_option=f"https://example.invalid/deps.zip#{engine.ARCHIVE_FOLDER}")
 
 
 def test_udp_graph_on_the_local_plugin_equals_the_engine(tiny_udp_in_backend_dir, tiny_context):

@@ -305,11 +305,10 @@ def _run_udp(udp: dict, registry, cube, tiny_model_dir, monkeypatch, tmp_path):
 
 
 def test_generated_udp_runs_through_our_apply_neighborhood(registry, cube, tiny_context, tiny_model_dir, monkeypatch, tmp_path):
-    from openeo_cloudmask import udp
+    from udp_builders import build_test_udp
 
     card = json.loads((tiny_model_dir / f"{TINY_MODEL_ID}.json").read_text())
-    memory = {"peak_rss_mib": 100.0, "peak_rss_mib_one_date": 80.0, "per_date_mib": 5.0, "dates": 3, "chunk_px": 80}
-    doc = udp.build_udp(card, udp.udf_source(), memory, "https://example.invalid/deps.zip")
+    doc = build_test_udp(card, archive_option="https://example.invalid/deps.zip#cloudmask_deps")
     result = _run_udp(doc, registry, cube, tiny_model_dir, monkeypatch, tmp_path)
     np.testing.assert_array_equal(result.values, engine.mask_cube(cube, tiny_context).values)
 

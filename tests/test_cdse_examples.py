@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 
 from openeo_cloudmask import udp
+from openeo_cloudmask.client_workflows import job_options, self_contained_udf
+from openeo_cloudmask.release import settings, udp_build
 from openeo_cloudmask.udf import cloud_mask as engine
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EXPECTED = EXAMPLES / "expected"
 NAMES = ["cdse_cloud_mask", "cdse_monthly_composite", "cdse_inline_udf", "cdse_batch_job"]
-UDF_PLACEHOLDER = "<the text of udf/cloud_mask.py>"
+UDF_PLACEHOLDER = "<the self-contained UDF of process_graphs/cloud_mask.json>"
 
 
 def load_example(name: str):
@@ -51,7 +53,7 @@ def normalised(document: dict) -> dict:
     """The UDF source is checked on its own (it changes with every engine edit); the rest is compared whole."""
     document = json.loads(json.dumps(document))
     for node in run_udf_nodes(graph_of(document)):
-        assert node["arguments"]["udf"] == udp.udf_source(), "the inline UDF must be udf/cloud_mask.py verbatim"
+        assert node["arguments"]["udf"] == self_contained_udf(), "the inline UDF must be the UDP's, verbatim"
         node["arguments"]["udf"] = UDF_PLACEHOLDER
     return document
 
@@ -71,7 +73,7 @@ def test_example_graph_matches_expected(name):
 def test_examples_call_the_published_udp():
     for name in ("cdse_cloud_mask", "cdse_monthly_composite", "cdse_batch_job"):
         calls = [n for n in graph_of(offline_document(name)).values() if n["process_id"] == "cloud_mask"]
-        assert len(calls) == 1 and calls[0]["namespace"] == udp.udp_namespace_url(use_env=False), name
+        assert len(calls) == 1 and calls[0]["namespace"] == "user", name
         assert calls[0]["arguments"]["processing_level"] == "L2A"
 
 
@@ -88,8 +90,8 @@ def test_inline_example_matches_the_udp_contract():
     (run_udf,) = run_udf_nodes(graph)
     assert set(run_udf["arguments"]["context"]) <= set(engine.CONTEXT_DEFAULTS)
     assert {"dimension": "t", "value": None} in node["arguments"]["size"]
-    assert module.JOB_OPTIONS["udf-dependency-archives"] == [udp.dependency_archive_option(module.MODEL, use_env=False)]
-    card_path = udp.MODELS_DIR / f"{module.MODEL}.json"
+    assert module.JOB_OPTIONS == job_options()
+    card_path = settings.MODELS_DIR / f"{module.MODEL}.json"
     if card_path.is_file():
         assert (module.SIZE, module.OVERLAP) == udp.neighborhood_window(json.loads(card_path.read_text())), (
             "examples/cdse_inline_udf.py SIZE/OVERLAP differ from the model card's recommendation"
@@ -98,7 +100,7 @@ def test_inline_example_matches_the_udp_contract():
 
 def test_batch_job_options_are_at_least_the_udps():
     module = load_example("cdse_batch_job")
-    defaults = json.loads(udp.UDP_PATH.read_text())["default_job_options"]
+    defaults = json.loads(settings.UDP_PATH.read_text())["default_job_options"]
     mib = lambda text: int(text.rstrip("m"))  # noqa: E731
     assert mib(module.JOB_OPTIONS["python-memory"]) >= mib(defaults["python-memory"])
     assert module.JOB_OPTIONS["udf-dependency-archives"] == defaults["udf-dependency-archives"]
@@ -121,16 +123,16 @@ def test_monthly_composite_runs_locally_in_seconds(shared_data, tiny_model_dir, 
     from openeo_pg_parser_networkx.process_registry import Process
     from openeo_processes_dask.process_implementations.core import process
 
-    from test_udp import fake_memory_record
     from tiny_model import TINY_MODEL_ID
+    from udp_builders import build_test_udp
 
     ds = xr.open_dataset(shared_data / "s2cloudmask_wright_stack30.nc")
     cube = ds["reflectance"].sel(bands=["B02", "B03", "B04", "B08"]).astype(np.float32)
     # The stack's dates are unknown (integer t): give it one every 6 days from April, i.e. six calendar months.
     cube = cube.assign_coords(t=np.datetime64("2023-04-01") + 6 * np.arange(cube.sizes["t"]).astype("timedelta64[D]"),
                               y=5_000_000.0 - 10.0 * cube.y, x=700_000.0 + 10.0 * cube.x)
-    card = udp.load_card(TINY_MODEL_ID, tiny_model_dir)
-    document = udp.build_udp(card, udp.udf_source(), fake_memory_record(card), udp.archive_url(card, use_env=False))
+    card = udp_build.load_card(TINY_MODEL_ID, tiny_model_dir)
+    document = build_test_udp(card, archive_option=f"https://example.invalid/deps.zip#{engine.ARCHIVE_FOLDER}")
     shutil.copytree(tiny_model_dir, tmp_path / engine.ARCHIVE_FOLDER / "models")  # the unpacked archive
     monkeypatch.chdir(tmp_path)
 

@@ -23,10 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from openeo_cloudmask import udp
-from openeo_cloudmask.dependency_archive import MANIFEST_NAME, ArchiveBuildError, build_archive, main
+from openeo_cloudmask.release import settings
+from openeo_cloudmask.release.archive import MANIFEST_NAME, ArchiveBuildError, build_archive, main
+from openeo_cloudmask.release.udp_build import load_card, udf_code
 from openeo_cloudmask.udf import cloud_mask as engine
 from tiny_model import TINY_MODEL_ID
+from udp_builders import build_test_udp
 
 HIDDEN = ("onnxruntime", "openeo_cloudmask", "openeo-cloudmask", "__editable__", "coloredlogs", "flatbuffers",
           "sympy", "mpmath", "humanfriendly")
@@ -69,11 +71,8 @@ def shadow_site(tmp_path_factory):
 @pytest.fixture(scope="module")
 def udf_file(tmp_path_factory, tiny_model_dir):
     """The UDF exactly as the UDP hands it to the backend (the run_udf ``udf`` string)."""
-    card = udp.load_card(TINY_MODEL_ID, tiny_model_dir)
-    memory = {"model": card["id"], "onnx_sha256": card["onnx_sha256"], "chunk_px": 80, "dates": 12, "peak_rss_mib": 400,
-              "peak_rss_mib_one_date": 240, "per_date_mib": 14.5}
-    graph = udp.build_udp(card, udp.udf_source(), memory, udp.archive_url(card, use_env=False))
-    code = graph["process_graph"]["cloudmask1"]["arguments"]["process"]["process_graph"]["runudf1"]["arguments"]["udf"]
+    card = load_card(TINY_MODEL_ID, tiny_model_dir)
+    code = udf_code(build_test_udp(card, archive_option=f"https://example.invalid/deps.zip#{engine.ARCHIVE_FOLDER}"))
     path = tmp_path_factory.mktemp("udf") / "udf.py"
     path.write_text(code)
     return path
@@ -118,8 +117,8 @@ def test_layout_matches_what_the_udf_looks_for(full_archive, tiny_model_dir):
     manifest = json.loads(zipfile.ZipFile(full_archive).read(MANIFEST_NAME))
     card = json.loads((tiny_model_dir / f"{TINY_MODEL_ID}.json").read_text())
     assert manifest["models"] == {TINY_MODEL_ID: card["onnx_sha256"]}
-    assert manifest["job_option"]["udf-dependency-archives"][0].endswith(f"#{engine.ARCHIVE_FOLDER}")
-    assert full_archive.name == udp.archive_name(card)
+    assert manifest["job_option"] is None  # no release URL set: nothing to name
+    assert full_archive.name == settings.archive_name(card)
 
 
 def test_archive_is_reproducible(tmp_path, tiny_model_dir):

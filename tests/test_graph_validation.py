@@ -20,7 +20,7 @@ import pytest
 
 from openeo_cloudmask import udp
 from test_cdse_examples import NAMES, graph_of, offline_document
-from test_udp import fake_memory_record
+from udp_builders import build_test_udp
 from tiny_model import TINY_MODEL_ID
 
 REPO = Path(__file__).resolve().parent.parent
@@ -183,15 +183,18 @@ def validate_udp(document: dict, processes: dict, udps: dict) -> list:
 
 @pytest.fixture(scope="module")
 def tiny_udp(tiny_model_dir):
-    card = udp.load_card(TINY_MODEL_ID, tiny_model_dir)
-    return udp.build_udp(card, udp.udf_source(), fake_memory_record(card), udp.archive_url(card, use_env=False))
+    from openeo_cloudmask.release.udp_build import load_card
+
+    return build_test_udp(load_card(TINY_MODEL_ID, tiny_model_dir))
 
 
 @pytest.fixture(scope="module")
 def udps(tiny_udp):
     """UDPs reachable by namespace: the committed one if generated, else the one built from the tiny card."""
-    document = json.loads(udp.UDP_PATH.read_text()) if udp.UDP_PATH.is_file() else tiny_udp
-    return {(udp.udp_namespace_url(use_env=False), "cloud_mask"): document}
+    from openeo_cloudmask.release import settings
+
+    document = json.loads(settings.UDP_PATH.read_text()) if settings.UDP_PATH.is_file() else tiny_udp
+    return {(settings.udp_namespace_url(), "cloud_mask"): document, ("user", "cloud_mask"): document}
 
 
 def test_generated_udp_is_valid(tiny_udp, processes, udps):
@@ -203,7 +206,7 @@ def test_every_json_in_process_graphs_is_valid(processes, udps):
     for path in sorted(folder.glob("*.json")):
         document = json.loads(path.read_text())
         if path.name.endswith(".memory.json"):
-            assert {"model", "onnx_sha256", "chunk_px", "peak_rss_mib"} <= set(document), path
+            assert {"model", "onnx_sha256", "chunk_px", "runs"} <= set(document), path
             continue
         assert "process_graph" in document, f"{path} is neither a process graph nor a memory record"
         assert validate_udp(document, processes, udps) == [], path

@@ -4,17 +4,23 @@ Every function returns an ``openeo`` ``DataCube`` whose process graph is the sam
 with or without a connection: pass ``connection=None`` to build and inspect a
 graph offline (no account, no network), or a connection from
 ``openeo.connect("openeo.dataspace.copernicus.eu").authenticate_oidc()`` to run it.
+
+The UDP is called by ``namespace``: ``"user"`` once ``openeo-cloudmask publish`` has
+stored it in your account, or its URL once released
+(:func:`openeo_cloudmask.release.settings.udp_namespace_url`). Either way the job
+needs :func:`job_options` (a stored UDP keeps no default job options).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
 from openeo.processes import array_element, neq
 from openeo.rest.datacube import DataCube
 
-from openeo_cloudmask.udp import DEFAULT_MODEL, udf_path, udp_namespace_url
+from openeo_cloudmask.udf.cloud_mask import DEFAULT_MODEL
 
 BACKEND = "openeo.dataspace.copernicus.eu"
 #: A small area (Ghent, Belgium; about 350 x 220 px at 10 m) and one summer.
@@ -34,16 +40,34 @@ def load_sentinel2(connection=None, spatial_extent=None, temporal_extent=None, b
     )
 
 
-def cloud_mask_udp(s2: DataCube, **arguments) -> DataCube:
-    """Call the published ``cloud_mask`` UDP (``connection.datacube_from_process`` does the same online)."""
-    return s2.process("cloud_mask", namespace=udp_namespace_url(), data=s2, **arguments)
+def committed_udp() -> dict:
+    """``process_graphs/cloud_mask.json``: the self-contained UDP that ``make udp`` builds."""
+    from importlib import resources
+
+    return json.loads((resources.files("openeo_cloudmask.process_graphs") / "cloud_mask.json").read_text())
+
+
+def job_options() -> dict:
+    """The job options the UDP needs (its ``default_job_options``): pass them with every batch job."""
+    return dict(committed_udp()["default_job_options"])
+
+
+def self_contained_udf() -> str:
+    """The UDF code of the UDP: ``udf/cloud_mask.py`` with the model and its card embedded."""
+    (node,) = committed_udp()["process_graph"].values()
+    return node["arguments"]["process"]["process_graph"]["runudf1"]["arguments"]["udf"]
+
+
+def cloud_mask_udp(s2: DataCube, namespace: str = "user", **arguments) -> DataCube:
+    """Call the ``cloud_mask`` UDP (``connection.datacube_from_process`` does the same online)."""
+    return s2.process("cloud_mask", namespace=namespace, data=s2, **arguments)
 
 
 def cloud_mask_inline(s2: DataCube, size: int, overlap: int, model: str = DEFAULT_MODEL, **context) -> DataCube:
-    """The UDF itself in ``apply_neighborhood``: what the UDP does, spelled out."""
+    """The self-contained UDF itself in ``apply_neighborhood``: what the UDP does, spelled out."""
     import openeo
 
-    udf = openeo.UDF.from_file(udf_path(), runtime="Python", context={"model": model, **context})
+    udf = openeo.UDF(self_contained_udf(), runtime="Python", context={"model": model, **context})
     return s2.apply_neighborhood(
         process=udf,
         size=[{"dimension": "x", "value": size, "unit": "px"}, {"dimension": "y", "value": size, "unit": "px"},
@@ -68,12 +92,21 @@ def run_example(build, run, argv=None, document=None) -> int:
     ``--print`` prints the request built offline (no account, no network):
     ``document(cube)``, by default the process graph. Otherwise it logs in to
     CDSE and calls ``run(cube, connection)`` on the cube built online.
+    ``--namespace`` (default ``user``: the UDP ``openeo-cloudmask publish`` stored)
+    is passed to ``build`` as ``namespace``, for examples that call the UDP.
     """
+    import inspect
+
     import openeo
 
-    if "--print" in (sys.argv[1:] if argv is None else argv):
-        print(json.dumps((document or (lambda cube: cube.flat_graph()))(build()), indent=2))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--print", action="store_true", help="print the request built offline and exit")
+    parser.add_argument("--namespace", default="user", help="where the UDP is: 'user' (published) or its URL")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    extra = {"namespace": args.namespace} if "namespace" in inspect.signature(build).parameters else {}
+    if args.print:
+        print(json.dumps((document or (lambda cube: cube.flat_graph()))(build(**extra)), indent=2))
         return 0
     connection = openeo.connect(BACKEND).authenticate_oidc()
-    run(build(connection), connection)
+    run(build(connection, **extra), connection)
     return 0
