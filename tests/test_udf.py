@@ -315,6 +315,7 @@ def test_grid_phase_of_a_chunk_is_its_offset_in_the_scene(first, spacing):
     ((4, 200, 150), (7, 3), (64, 32), (96, 96)),  # an interior window: a plain cut
     ((4, 200, 150), (7, 3), (128, 96), (96, 64)),  # the last window, hanging over the end
     ((4, 3, 2), (5, 6), (0, 0), (16, 16)),       # smaller than its padding: numpy's own padding
+    ((4, 300, 5), (7, 3), (128, 0), (96, 64)),   # a long thin strip: thinner than its padding, longer than the window
 ])
 def test_window_input_is_the_reflected_image_cut(shape, lead, corner, size):
     from openeo_cloudmask.udf.cloud_mask import _pad_lead, _pad_to, _window_input

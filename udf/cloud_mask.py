@@ -602,8 +602,10 @@ def _window_input(dn: np.ndarray, lead_y: int, lead_x: int, r: int, c: int, heig
     bottom, right = max(0, y0 + height - h), max(0, x0 + width - w)
     inner = dn[:, y0 + top : y0 + height - bottom, x0 + left : x0 + width - right]
     ih, iw = inner.shape[1:]
-    if max(top, bottom) >= ih - 1 or max(left, right) >= iw - 1:  # a chunk smaller than its padding
-        return _pad_to(_pad_lead(dn, lead_y, lead_x), height, width)[None]
+    if max(top, bottom) >= ih - 1 or max(left, right) >= iw - 1:  # a chunk thinner than its padding: pad it all
+        whole = _pad_lead(dn, lead_y, lead_x)
+        whole = _pad_to(whole, max(whole.shape[1], r + height), max(whole.shape[2], c + width))
+        return np.ascontiguousarray(whole[None, :, r : r + height, c : c + width])
     out = np.empty((1, channels, height, width), dtype=np.float32)
     body = out[0]
     body[:, top : top + ih, left : left + iw] = inner
