@@ -94,7 +94,7 @@ def agreement(a: xr.DataArray, b: xr.DataArray, margin: int = 0):
 
 @pytest.fixture(scope="module")
 def tiny_window(tiny_model_dir):
-    return udp.neighborhood_window(udp_build.load_card(TINY_MODEL_ID, tiny_model_dir))
+    return udp_build.neighborhood_window(udp_build.load_card(TINY_MODEL_ID, tiny_model_dir))
 
 
 # --------------------------------------------------------------------------- tiny model: exact-ish
@@ -148,7 +148,7 @@ def test_real_model_stitched_equals_whole(shared_data):
         "t": [np.datetime64("2020-06-01")], "bands": ["B02", "B03", "B04", "B08"],
         "y": 5_000_000.0 - 10.0 * np.arange(n), "x": 500_000.0 + 10.0 * np.arange(n)})
     card = json.loads(REAL_CARD.read_text())
-    size, overlap = udp.neighborhood_window(card)
+    size, overlap = udp_build.neighborhood_window(card)
     context = {"model": card["id"]}
     whole = engine.mask_cube(cube, context)
     stitched = geopyspark_apply_neighborhood(cube, context, size, overlap)

@@ -93,7 +93,7 @@ def test_inline_example_matches_the_udp_contract():
     assert module.JOB_OPTIONS == job_options()
     card_path = settings.MODELS_DIR / f"{module.MODEL}.json"
     if card_path.is_file():
-        assert (module.SIZE, module.OVERLAP) == udp.neighborhood_window(json.loads(card_path.read_text())), (
+        assert (module.SIZE, module.OVERLAP) == udp_build.neighborhood_window(json.loads(card_path.read_text())), (
             "examples/cdse_inline_udf.py SIZE/OVERLAP differ from the model card's recommendation"
         )
 

@@ -138,7 +138,7 @@ def test_body_is_apply_neighborhood_with_the_cards_chunk(tiny_udp, tiny_card):
 def test_window_is_raised_to_cdse_minimum(tiny_card):
     card = json.loads(json.dumps(tiny_card))
     card["tiling"].update(recommended_chunk=16, min_tile_size=16, recommended_overlap=4)
-    assert body.neighborhood_window(card) == (body.CDSE_MIN_UDF_SIZE, 4)
+    assert udp_build.neighborhood_window(card) == (udp_build.CDSE_MIN_UDF_SIZE, 4)
 
 
 def test_default_job_options(tiny_udp, tiny_card):
@@ -204,7 +204,7 @@ def test_udp_runs_the_udf_with_its_defaults(tiny_udp, tmp_path, monkeypatch):
     """What a backend does with the UDP's run_udf node: the udf string (model inside), the context from the defaults."""
     monkeypatch.chdir(tmp_path)  # no model files anywhere near: the UDF loads the model from its own code
     monkeypatch.setenv(engine.THREADS_ENV, "1")
-    context = body.udf_context(tiny_udp)
+    context = udp_build.udf_context(tiny_udp)
     assert context == {"processing_level": "L2A", "radiometric_offset": 0, "output": "classes", "buffer_m": 0,
                        "model": TINY_MODEL_ID}
     levels = np.array([200.0, 1000.0, 3000.0, 6000.0], dtype=np.float32)  # shadow, clear, semi, cloud

@@ -6,7 +6,7 @@ from openeo_cloudmask.release import udp_build
 
 def fake_memory_record(card, one_date=240.0, per_date=14.5):
     """A memory record in :mod:`openeo_cloudmask.release.memory_probe`'s format, linear in the dates."""
-    size, overlap = body.neighborhood_window(card)
+    size, overlap = udp_build.neighborhood_window(card)
     runs = [{"dates": n, "peak_rss_mib": one_date + per_date * (n - 1)} for n in (1, 12, udp_build.DESIGN_DATES)]
     return {"model": card["id"], "onnx_sha256": card["onnx_sha256"], "chunk_px": size + 2 * overlap,
             "ort_threads": udp_build.TASK_CPUS, "design_dates": udp_build.DESIGN_DATES, "runs": runs}

@@ -71,9 +71,9 @@ def measure_memory(card: dict, udf_code: str, design_dates: int, threads: int, c
     The chunk is the UDP's (``size + 2 * overlap`` px square) unless ``chunk_px`` is
     given; onnxruntime runs ``threads`` threads, as the UDP sets them.
     """
-    from openeo_cloudmask import udp as body
+    from openeo_cloudmask.release.udp_build import neighborhood_window
 
-    size, overlap = body.neighborhood_window(card)
+    size, overlap = neighborhood_window(card)
     chunk_px = chunk_px or size + 2 * overlap
     dates = sorted(set(dates or (1, 12, design_dates)))
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,8 +4,9 @@ Sources, each written once elsewhere:
 
 1. the process spec ``backend_plugin/cloud_mask.json`` (id, summary, parameters, returns):
    the UDP's parameter list *is* the spec's;
-2. the UDF file ``udf/cloud_mask.py`` and the process body :func:`openeo_cloudmask.udp.neighborhood_node`
-   (``apply_neighborhood`` on the card's chunk and overlap);
+2. the UDF file ``udf/cloud_mask.py`` and the process body, the process's own
+   :func:`openeo_cloudmask.backend_plugin.cloud_mask.neighborhood_graph` (``apply_neighborhood``
+   on the engine's chunk and halo for the card, at least CDSE's 32 px);
 3. the model card and ONNX file, ``models/<model>.json`` / ``.onnx``;
 4. the measured memory per chunk (``process_graphs/cloud_mask.memory.json``, :mod:`.memory_probe`),
    which sizes ``python-memory``.
@@ -36,6 +37,7 @@ import sys
 from pathlib import Path
 
 from openeo_cloudmask import udp as body
+from openeo_cloudmask.backend_plugin import cloud_mask as process
 from openeo_cloudmask._version import __version__
 from openeo_cloudmask.release.settings import MEMORY_PATH, MODELS_DIR, UDP_ID, UDP_PATH, ReleaseError, dependency_archive_option
 from openeo_cloudmask.udf import cloud_mask as engine
@@ -52,6 +54,8 @@ DESIGN_DATES = 73
 EXECUTOR_CORES = 1
 TASK_CPUS = 1
 FORMS = ("self-contained", "archive")
+#: geopyspark rejects UDF windows smaller than this (ProcessParameterInvalid on ``size``).
+CDSE_MIN_UDF_SIZE = 32
 
 
 # --------------------------------------------------------------------------- sources
@@ -81,13 +85,7 @@ def model_files(card: dict, models_dir: Path = MODELS_DIR) -> tuple:
 
 def load_process_spec() -> dict:
     """The one spec of process id ``cloud_mask`` (``backend_plugin/cloud_mask.json``, defaults from the engine)."""
-    from openeo_cloudmask.backend_plugin import cloud_mask as process
-
-    if hasattr(process, "load_spec"):
-        return process.load_spec()
-    from importlib import resources  # until the process module offers load_spec: the JSON, defaults included
-
-    return json.loads((resources.files("openeo_cloudmask.backend_plugin") / "cloud_mask.json").read_text())
+    return process.load_spec()
 
 
 def embedded_udf_code(source: str, card_bytes: bytes, onnx_bytes: bytes, threads: int = TASK_CPUS) -> str:
@@ -109,12 +107,34 @@ def embedded_udf_code(source: str, card_bytes: bytes, onnx_bytes: bytes, threads
     )
 
 
+def neighborhood_window(card: dict) -> tuple:
+    """``(size, overlap)`` in px of the UDP's ``apply_neighborhood``: the engine's chunk and halo for ``card``.
+
+    The engine owns both (``Options.chunk``: the card's ``recommended_chunk``;
+    ``Options.halo`` without a buffer: its ``recommended_overlap``); CDSE adds a
+    minimum of 32 px for UDF windows, and the size stays a multiple of the
+    card's ``size_multiple``. Each chunk the UDF sees is ``size + 2 * overlap`` wide.
+    """
+    model = engine.CloudMaskModel(card, None, Path(card["onnx_file"]))
+    options = engine.parse_context({})
+    multiple = int(card["tiling"].get("size_multiple", 1))
+    size = int(math.ceil(max(options.chunk(model), CDSE_MIN_UDF_SIZE) / multiple) * multiple)
+    return size, options.halo(model)
+
+
+def udf_context(udp: dict) -> dict:
+    """The ``context`` a backend hands the UDF of ``udp``, with the parameter defaults filled in."""
+    defaults = {p["name"]: p.get("default") for p in udp["parameters"]}
+    (node,) = udp["process_graph"].values()
+    return {key: defaults[value["from_parameter"]] for key, value in node["arguments"]["context"].items()}
+
+
 # --------------------------------------------------------------------------- memory
 
 
 def load_memory_record(card: dict, path: Path = MEMORY_PATH) -> dict:
     """The committed memory measurement, checked against the card and chunk it must describe."""
-    size, overlap = body.neighborhood_window(card)
+    size, overlap = neighborhood_window(card)
     command = "make udp MEASURE=1  (python process_graphs/build_udp.py --measure)"
     if not Path(path).is_file():
         raise ReleaseError(f"no memory measurement at {path}; run `{command}`")
@@ -184,9 +204,8 @@ def build_udp(card: dict, udf: str, memory: dict, spec: dict, archive_option: st
     ``udf`` is the UDF code (self-contained or plain); ``archive_option`` the ``udf-dependency-archives``
     entry of the archive form (None: the self-contained form, with the public onnx_deps archive).
     """
-    size, overlap = body.neighborhood_window(card)
-    names = [p["name"] for p in spec["parameters"]]
-    node = body.neighborhood_node(udf, size, overlap, parameters=names)
+    size, overlap = neighborhood_window(card)
+    (node,) = process.neighborhood_graph(udf, size, overlap).values()
     parameters = json.loads(json.dumps(spec["parameters"]))
     for parameter in parameters:
         if parameter["name"] == "model":
