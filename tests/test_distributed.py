@@ -137,3 +137,93 @@ def test_example_dask_cluster(tiny_model_dir):
     assert "cluster == local: True" in out.stdout
     sessions = out.stdout.split("ONNX sessions per worker:")[1]
     assert "1" in sessions and all(c in "{}': ,0123456789" for c in sessions.strip()), sessions
+
+
+# --------------------------------------------------------------------------- issue 20: the composite stays lazy
+
+
+def lazy_composite(folder: Path, dates: int, size: int):
+    """The composite built with the openeo client on ``LocalConnection`` after ``install_into_local_connection()``.
+
+    ``load_collection -> cloud_mask -> mask(not clear) -> median over t`` on a NetCDF collection of
+    ``dates`` x ``size``^2 px (real model). Returns ``(execute() seconds, engine calls in this process, result)``.
+    """
+    from openeo.local import LocalConnection
+    from test_tiling import scene
+
+    from openeo_cloudmask.backend_plugin.registry import install_into_local_connection
+    from openeo_cloudmask.udf import cloud_mask as engine
+
+    path = folder / f"s2_{dates}x{size}.nc"
+    if not path.exists():
+        scene(size, size, dates=dates, seed=7).to_dataset(dim="bands").drop_attrs().to_netcdf(path)
+    install_into_local_connection()
+    s2 = LocalConnection(str(folder)).load_collection(str(path))
+    classes = s2.process("cloud_mask", data=s2, output="classes")
+    not_clear = classes.reduce_dimension(dimension="bands", reducer=lambda data: data.array_element(index=0) != 1)
+    composite = s2.mask(not_clear).reduce_dimension(dimension="t", reducer="median")
+    calls = engine.MASK_CALLS["count"] + engine.SESSION_LOADS["count"]
+    started = time.perf_counter()
+    result = composite.execute()
+    seconds = time.perf_counter() - started
+    return seconds, engine.MASK_CALLS["count"] + engine.SESSION_LOADS["count"] - calls, result
+
+
+def _engine_counts(dask_worker=None) -> dict:
+    from openeo_cloudmask.udf import cloud_mask as engine
+
+    return {"sessions": engine.SESSION_LOADS["count"], "chunks": engine.MASK_CALLS["count"]}
+
+
+def _session_threads() -> int:
+    """Inside a task: the intra-op threads of this worker's session for the default model."""
+    from openeo_cloudmask.udf import cloud_mask as engine
+
+    return engine.load_model().session.get_session_options().intra_op_num_threads
+
+
+@pytest.mark.parametrize("dates,size", [(int(os.environ.get("OPENEO_CLOUDMASK_COMPOSITE_DATES", 6)),
+                                         int(os.environ.get("OPENEO_CLOUDMASK_COMPOSITE_PX", 1024)))])
+def test_local_connection_composite_stays_lazy_and_runs_on_the_workers(tmp_path_factory, dates, size):
+    """issue 20's target, on a smaller cube by default (OPENEO_CLOUDMASK_COMPOSITE_DATES=30 _PX=2048 for the full one).
+
+    The client makes no engine call and builds the graph in under a second; every worker that masked a
+    chunk holds exactly one ONNX session with one thread (its share of the cores); the cluster's result
+    equals the synchronous run, and still does when a worker is killed by its PID mid-run.
+    """
+    seconds, client_calls, result = lazy_composite(tmp_path_factory.mktemp("collection"), dates, size)
+    assert client_calls == 0
+    assert seconds < 1.0, f"execute() took {seconds:.2f} s: something was computed while building the graph"
+    expected = result.compute(scheduler="synchronous")
+
+    cluster, client = start_cluster()
+    try:
+        before = client.run(_engine_counts)
+        got = client.compute(result).result()
+        counts = {worker: {key: value - before[worker][key] for key, value in now.items()}
+                  for worker, now in client.run(_engine_counts).items()}
+        threads = client.submit(_session_threads, pure=False).result()
+    finally:
+        client.close()
+        cluster.close()
+    np.testing.assert_array_equal(got.values, expected.values)
+    assert sum(c["chunks"] for c in counts.values()) >= dates, counts
+    for worker, count in counts.items():
+        assert count["sessions"] == (1 if count["chunks"] else 0), (worker, counts)
+    assert threads == 1
+
+    cluster, client = start_cluster()
+    try:
+        future = client.compute(result)
+        deadline = time.time() + 300
+        while client.run_on_scheduler(_tasks_in_memory) < 3:
+            assert time.time() < deadline, "no task finished within 300 s"
+            time.sleep(0.05)
+        assert not future.done(), "the run finished before a worker could be killed; use a larger cube"
+        pids = client.run(os.getpid)
+        os.kill(pids[sorted(pids)[0]], signal.SIGKILL)
+        survived = future.result(timeout=600)
+    finally:
+        client.close()
+        cluster.close()
+    np.testing.assert_array_equal(survived.values, expected.values)
