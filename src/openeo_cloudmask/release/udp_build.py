@@ -294,17 +294,30 @@ def main(argv=None) -> int:
             args.memory_record.write_text(json.dumps(record, indent=2) + "\n")
             runs = ", ".join(f"{run['dates']} dates {run['peak_rss_mib']:.0f} MiB" for run in record["runs"])
             print(f"measured {runs} for {record['chunk_px']} px chunks -> {args.memory_record}")
-        text = render(generate(args.model, args.models_dir, args.memory_record, args.form))
+        udp = generate(args.model, args.models_dir, args.memory_record, args.form)
+        text = render(udp)
     except ReleaseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    # the committed UDP comes with its APEx entry (process_graphs/apex/), generated from it
+    from openeo_cloudmask.release import apex
+
+    entry = apex.entry_files(udp, load_card(args.model, args.models_dir)) if args.output == UDP_PATH else {}
     if args.check:
         current = args.output.read_text() if args.output.is_file() else ""
-        if current != text:
-            print(f"{args.output} is out of date; run `make udp`", file=sys.stderr)
+        stale = [str(args.output)] if current != text else []
+        for relative, content in entry.items():
+            path = apex.CATALOG / relative
+            if not path.is_file() or path.read_text() != content:
+                stale.append(str(path))
+        if stale:
+            print(f"{', '.join(stale)} out of date; run `make udp`", file=sys.stderr)
             return 1
         print(f"{args.output} is up to date")
         return 0
     args.output.write_text(text)
     print(f"wrote {args.output} ({len(text.encode()) / 2**20:.2f} MiB)")
+    if entry:
+        apex.write_entry(udp, load_card(args.model, args.models_dir))
+        print(f"wrote the APEx entry under {apex.CATALOG}")
     return 0
