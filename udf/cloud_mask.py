@@ -78,7 +78,7 @@ __all__ = [
     "CloudMaskModel", "load_model", "describe_model", "resolve_model_dir", "model_search_dirs", "default_threads",
     "CloudMaskError", "InvalidContextError", "InvalidInputError", "ModelFileError",
     # the engine
-    "mask_cube", "mask_array", "check_cube", "check_tiling", "check_values", "predict", "tile_windows",
+    "mask_cube", "mask_array", "check_cube", "check_tiling", "check_values", "check_model", "predict", "tile_windows",
     "window_cores", "grid_phase", "argmax_classes", "buffer_classes",
     # constants
     "DEFAULT_MODEL", "CLASS_CODES", "CLEAR", "SHADOW", "SEMI", "CLOUD", "MISSING", "OUTPUT_KINDS",
@@ -460,25 +460,16 @@ def _load_model_locked(model_id: str, model_dir, threads: int) -> CloudMaskModel
     embedded = _embedded_model(model_id) if model_dir is None else None
     described = describe_model(model_id, model_dir)
     card, onnx_path, directory = described.card, described.onnx_path, described.onnx_path.parent
-    card_path = directory / f"{model_id}.json"
     if embedded is not None:
-        onnx_bytes, directory = embedded[1], None
-        digest = hashlib.sha256(onnx_bytes).hexdigest()
-        if digest != card.get("onnx_sha256"):
-            raise ModelFileError(
-                f"embedded model {model_id!r}: sha256 {digest[:12]}... does not match its card "
-                f"({str(card.get('onnx_sha256'))[:12]}...); the UDF code was altered: rebuild it (openeo-cloudmask publish)"
-            )
+        onnx_bytes, directory, where = embedded[1], None, f"embedded model {model_id!r}"
+        fix = "the UDF code was altered: rebuild it (openeo-cloudmask publish)"
     else:
         if not onnx_path.is_file():
-            raise ModelFileError(f"model card {card_path} names {onnx_path.name}, which is missing from {directory}")
-        onnx_bytes = onnx_path.read_bytes()
-        digest = hashlib.sha256(onnx_bytes).hexdigest()
-        if digest != card.get("onnx_sha256"):
             raise ModelFileError(
-                f"{onnx_path}: sha256 {digest[:12]}... does not match {card_path.name} ({str(card.get('onnx_sha256'))[:12]}...); "
-                f"the file is corrupt or belongs to another card"
+                f"model card {directory / (model_id + '.json')} names {onnx_path.name}, which is missing from {directory}"
             )
+        onnx_bytes, where, fix = onnx_path.read_bytes(), str(onnx_path), "the file is corrupt or belongs to another card"
+    check_model(card, onnx_bytes, where=where, fix=fix)
     ort = _import_onnxruntime(directory)
     options = ort.SessionOptions()
     if threads:
@@ -488,19 +479,38 @@ def _load_model_locked(model_id: str, model_dir, threads: int) -> CloudMaskModel
         source = onnx_bytes if embedded is not None else str(onnx_path)
         session = ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises several unrelated types for corrupt files
-        raise ModelFileError(f"{onnx_path}: onnxruntime cannot load it ({exc})") from None
+        raise ModelFileError(f"{where}: onnxruntime cannot load it ({exc})") from None
+    check_model(card, session=session, where=where)
     model = CloudMaskModel(card, session, onnx_path)
+    SESSION_LOADS["count"] += 1
+    _log.info("loaded %r from %s", model, where)
+    return model
+
+
+def check_model(card: dict, onnx_bytes: bytes = None, session=None, where: str = "model", fix: str = "") -> None:
+    """The card against its ONNX model: the file's sha256, and the session's input bands and output classes.
+
+    Each check runs for what is given (``onnx_bytes``, an onnxruntime
+    ``session``); a mismatch raises :class:`ModelFileError` naming ``where``
+    and, for the hash, ``fix``. :func:`load_model` runs both on every load.
+    """
+    described = CloudMaskModel(card, session, Path(str(card.get("onnx_file", ""))))
+    if onnx_bytes is not None:
+        digest, expected = hashlib.sha256(onnx_bytes).hexdigest(), str(card.get("onnx_sha256"))
+        if digest != expected:
+            raise ModelFileError(
+                f"{where}: sha256 {digest[:12]}... does not match its card ({expected[:12]}...){'; ' + fix if fix else ''}"
+            )
+    if session is None:
+        return
     inputs = {i.name: i.shape for i in session.get_inputs()}
     outputs = {o.name: o.shape for o in session.get_outputs()}
-    if inputs.get(model.input_name, [None, None])[1] != len(model.bands):
-        raise ModelFileError(f"{onnx_path}: input {inputs} does not take the card's {len(model.bands)} bands {model.bands}")
-    if outputs.get(model.output_name, [None, None])[1] != len(model.class_codes):
-        raise ModelFileError(f"{onnx_path}: output {outputs} does not give the card's classes {model.class_codes}")
-    if model.classes_name is not None and outputs.get(model.classes_name, [None, None])[1] != 1:
-        raise ModelFileError(f"{onnx_path}: outputs {outputs} lack the card's class-index output {model.classes_name!r}")
-    SESSION_LOADS["count"] += 1
-    _log.info("loaded %r from %s", model, onnx_path)
-    return model
+    if inputs.get(described.input_name, [None, None])[1] != len(described.bands):
+        raise ModelFileError(f"{where}: input {inputs} does not take the card's {len(described.bands)} bands {described.bands}")
+    if outputs.get(described.output_name, [None, None])[1] != len(described.class_codes):
+        raise ModelFileError(f"{where}: output {outputs} does not give the card's classes {described.class_codes}")
+    if described.classes_name is not None and outputs.get(described.classes_name, [None, None])[1] != 1:
+        raise ModelFileError(f"{where}: outputs {outputs} lack the card's class-index output {described.classes_name!r}")
 
 
 # --------------------------------------------------------------------------- tiling and blending
