@@ -174,7 +174,10 @@ def test_committed_udp_is_self_contained_and_small():
     text = settings.UDP_PATH.read_text()
     assert len(text.encode()) < udp_build.MAX_UDP_BYTES
     card = udp_build.load_card()
-    assert f"EMBEDDED_MODELS[{card['id']!r}]" in udp_build.udf_code(json.loads(text))
+    code = udp_build.udf_code(json.loads(text))
+    assert f"EMBEDDED_MODELS[{card['id']!r}]" in code
+    # the PEP 723 block stays first, the fallback where a backend installs a script's dependencies
+    assert code.startswith("# /// script\n") and '"onnxruntime"' in code.split("# ///\n", 2)[1]
 
 
 def test_oversized_udp_is_refused_at_build(tiny_udp):
