@@ -32,6 +32,28 @@ UDF_PATH = Path(engine.__file__)
 PROCESS_ID = process.PROCESS
 
 
+def check_band_labels(options, metadata) -> None:
+    """The engine's cube check on the band labels of the driver's cube metadata (no pixels: a 0 x 0 stand-in).
+
+    Skipped where the card is not readable here (it lives in the dependency
+    archive on the workers, and the UDF checks the bands there) or the cube
+    has no band dimension in its metadata.
+    """
+    import numpy as np
+    import xarray as xr
+
+    if metadata is None or not metadata.has_band_dimension():
+        return
+    try:
+        model = options.describe()
+    except engine.ModelFileError:
+        return
+    labels = list(metadata.band_names)
+    stand_in = xr.DataArray(np.zeros((len(labels), 0, 0), dtype=np.uint16), dims=("bands", "y", "x"),
+                            coords={"bands": labels})
+    engine.check_cube(stand_in, options, model)
+
+
 def make_process_function(spec: dict, evaluate, model_dir=None):
     """The driver process function: ``ProcessArgs`` validation from ``spec``, the engine's checks, then ``evaluate``."""
     from openeo_driver.datacube import DriverDataCube
@@ -68,23 +90,11 @@ def make_process_function(spec: dict, evaluate, model_dir=None):
         data = args.get_required("data", expected_type=DriverDataCube)
         values = {name: argument(args, name) for name in process.CONTEXT_KEYS}
         try:
-            options = engine.parse_context(process.context_from_arguments(values))
+            options = engine.parse_context(dict(process.context_from_arguments(values), model_dir=model_dir))
+            check_band_labels(options, getattr(data, "metadata", None))
         except engine.CloudMaskError as exc:
             parameter = process.PARAMETER_OF_KEY.get(exc.key, "data")
             raise ProcessParameterInvalidException(parameter=parameter, process=PROCESS_ID, reason=str(exc)) from None
-        try:
-            needed = list(engine.describe_model(options.model, model_dir).bands)
-        except engine.CloudMaskError:
-            needed = None  # the card lives in the dependency archive on the workers: the UDF checks the bands there
-        metadata = getattr(data, "metadata", None)
-        if needed and metadata is not None and metadata.has_band_dimension():
-            missing = [b for b in needed if b not in metadata.band_names]
-            if missing:
-                raise ProcessParameterInvalidException(
-                    parameter="data", process=PROCESS_ID,
-                    reason=f"bands {missing} are missing: model {options.model!r} needs {needed}, the cube has "
-                    f"{metadata.band_names}; add them to load_collection(bands=...)",
-                )
         return evaluate({"data": data, **values}, env)
 
     return cloud_mask

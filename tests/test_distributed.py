@@ -102,23 +102,27 @@ def test_a_killed_worker_loses_no_result(registry):
         return block
 
     slow = result.copy(data=result.data.map_blocks(slowly, dtype=result.dtype))
+    got = compute_killing_a_worker(slow, timeout=180)
+    np.testing.assert_array_equal(got.values, expected.values)
+    assert np.isfinite(got.values).any()
+
+
+def compute_killing_a_worker(result, timeout: float):
+    """Compute ``result`` on a fresh cluster and SIGKILL one worker (by its PID) once 3 tasks have finished."""
     cluster, client = start_cluster()
     try:
-        future = client.compute(slow)
-        deadline = time.time() + 60
+        future = client.compute(result)
+        deadline = time.time() + timeout
         while client.run_on_scheduler(_tasks_in_memory) < 3:
-            assert time.time() < deadline, "no task finished within 60 s"
-            time.sleep(0.1)
+            assert time.time() < deadline, f"no task finished within {timeout} s"
+            time.sleep(0.05)
         pids = client.run(os.getpid)
         assert not future.done(), "the run finished before a worker could be killed; make it slower"
-        victim = sorted(pids)[0]
-        os.kill(pids[victim], signal.SIGKILL)
-        got = future.result(timeout=180)
+        os.kill(pids[sorted(pids)[0]], signal.SIGKILL)
+        return future.result(timeout=timeout)
     finally:
         client.close()
         cluster.close()
-    np.testing.assert_array_equal(got.values, expected.values)
-    assert np.isfinite(got.values).any()
 
 
 def _tasks_in_memory(dask_scheduler=None) -> int:
@@ -212,18 +216,5 @@ def test_local_connection_composite_stays_lazy_and_runs_on_the_workers(tmp_path_
         assert count["sessions"] == (1 if count["chunks"] else 0), (worker, counts)
     assert threads == 1
 
-    cluster, client = start_cluster()
-    try:
-        future = client.compute(result)
-        deadline = time.time() + 300
-        while client.run_on_scheduler(_tasks_in_memory) < 3:
-            assert time.time() < deadline, "no task finished within 300 s"
-            time.sleep(0.05)
-        assert not future.done(), "the run finished before a worker could be killed; use a larger cube"
-        pids = client.run(os.getpid)
-        os.kill(pids[sorted(pids)[0]], signal.SIGKILL)
-        survived = future.result(timeout=600)
-    finally:
-        client.close()
-        cluster.close()
+    survived = compute_killing_a_worker(result, timeout=600)
     np.testing.assert_array_equal(survived.values, expected.values)
