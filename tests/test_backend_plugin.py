@@ -346,3 +346,56 @@ def test_bad_neighborhoods(registry, cube, tiny_context, change, parameter):
     pg = neighborhood_graph(UDF_CODE, 64, 8, tiny_context)
     change(pg["process_graph"]["node1"]["arguments"])
     expect_error("ProcessParameterInvalid", registry, pg, {"data": cube}, parameter)
+
+
+# --------------------------------------------------------------------------- issue 20: one spec, thin doors
+
+
+def test_cloud_mask_spec_takes_its_defaults_from_the_engine():
+    raw = json.loads(cloud_mask.SPEC_PATH.read_text())
+    assert not any("default" in p for p in raw["parameters"]), "cloud_mask.json must not repeat the engine's defaults"
+    spec = cloud_mask.load_spec()
+    defaults = {p["name"]: p["default"] for p in spec["parameters"] if p.get("optional")}
+    assert defaults == {name: engine.CONTEXT_DEFAULTS[key] for name, key in cloud_mask.CONTEXT_KEYS.items()}
+    assert [p["name"] for p in spec["parameters"]] == ["data", *cloud_mask.CONTEXT_KEYS]
+
+
+@pytest.mark.parametrize(
+    ("process_id", "arguments", "parameter"),
+    [
+        ("cloud_mask", {"buffer": {"from_parameter": "value"}}, "buffer"),
+        ("cloud_mask", {"output": {"from_parameter": "value"}}, "output"),
+        ("cloud_detection", {"method": TINY_MODEL_ID, "options": {"buffer": {"from_parameter": "value"}}}, "options"),
+        ("cloud_detection", {"method": {"from_parameter": "value"}}, "method"),
+    ],
+)
+def test_engine_errors_name_the_parameter_by_their_key(registry, cube, process_id, arguments, parameter):
+    """Values that pass the schema (they arrive through a graph parameter) but not the engine: named by the error's key."""
+    value = {"buffer": -3, "output": "mask", "options": -3, "method": "no-such-model"}[parameter]
+    arguments = {"model": TINY_MODEL_ID, **arguments} if process_id == "cloud_mask" else arguments
+    code = "ModelUnavailable" if parameter == "method" else "ProcessParameterInvalid"
+    error = expect_error(code, registry, graph(process_id, **arguments), {"data": cube, "value": value})
+    if code == "ProcessParameterInvalid":
+        assert error.parameter == parameter
+
+
+def test_install_into_local_connection_replaces_the_eager_mask(tiny_model_dir):
+    from openeo.local.processing import PROCESS_REGISTRY
+
+    from openeo_cloudmask.backend_plugin.registry import install_into_local_connection
+
+    install_into_local_connection(model_dir=str(tiny_model_dir))
+    data = xr.DataArray(dask.array.ones((2, 4, 4), chunks=2), dims=("t", "y", "x"))
+    mask = xr.DataArray(dask.array.zeros((2, 4, 4), chunks=2), dims=("t", "y", "x"))
+    with dask.config.set(scheduler=no_compute):
+        masked = PROCESS_REGISTRY["mask"].implementation(data=data, mask=mask)
+    assert isinstance(masked.data, dask.array.Array)
+    np.testing.assert_array_equal(masked.values, np.ones((2, 4, 4)))
+
+
+@pytest.mark.parametrize("output", ["classes", "probabilities"])
+def test_cloud_mask_process_without_t_and_smaller_than_its_halo(registry, cube, tiny_context, output):
+    small = cube.isel(t=0, drop=True, y=slice(0, 5), x=slice(0, 3))
+    result = run_process_graph(graph("cloud_mask", model=TINY_MODEL_ID, output=output), registry, {"data": small})
+    assert result.dtype == engine.parse_context({"output": output}).dtype
+    np.testing.assert_array_equal(result.values, engine.mask_cube(small, {**tiny_context, "output": output}).values)
