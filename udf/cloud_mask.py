@@ -50,10 +50,19 @@ Context keys (an unknown key is an error that lists these):
   every side it shares with a neighbour (neighbours share twice that).
   Default: the model card's ``recommended_window`` and ``recommended_overlap``.
 
+The contract every door asks for instead of restating it: :func:`parse_context`
+returns a frozen :class:`Options` that knows the output's dtype and band
+names, the halo a chunk needs for a pixel size and the default chunk edge (the
+card's ``recommended_chunk``); every error carries the offending ``key``.
+
 Traps: the result of a chunk's outermost ``window_overlap`` pixels is only as
 good as the context the chunk carries, so run this in ``apply_neighborhood``
-with an ``overlap`` of at least the card's ``recommended_overlap``. Then every
-chunking of a scene gives bit-identical results (``predict``).
+with an ``overlap`` of at least ``Options.halo`` (the card's
+``recommended_overlap`` plus the buffer radius). Then every chunking of a
+scene gives bit-identical results (``predict``). Values must be digital
+numbers: byte images, negative values and reflectance 0..1 are refused.
+onnxruntime's threads: ``OPENEO_CLOUDMASK_ORT_THREADS``, else a Dask worker's
+thread count, else every core (:func:`default_threads`).
 """
 
 import dataclasses
