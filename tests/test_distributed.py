@@ -203,13 +203,17 @@ def test_local_connection_composite_stays_lazy_and_runs_on_the_workers(tmp_path_
     cluster, client = start_cluster()
     try:
         before = client.run(_engine_counts)
+        started = time.perf_counter()
         got = client.compute(result).result()
+        cluster_seconds = time.perf_counter() - started
         counts = {worker: {key: value - before[worker][key] for key, value in now.items()}
                   for worker, now in client.run(_engine_counts).items()}
         threads = client.submit(_session_threads, pure=False).result()
     finally:
         client.close()
         cluster.close()
+    print(f"\ncomposite {dates} x {size}^2: execute() {seconds:.2f} s, client engine calls {client_calls}, "
+          f"cluster compute {cluster_seconds:.1f} s, per worker {counts}, ORT threads per worker session {threads}")
     np.testing.assert_array_equal(got.values, expected.values)
     assert sum(c["chunks"] for c in counts.values()) >= dates, counts
     for worker, count in counts.items():
