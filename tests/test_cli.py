@@ -7,9 +7,13 @@ touches the network: the s2cloudless download is replaced by a fake sdist.
 
 import io
 import math
+import os
 import runpy
+import signal
+import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +22,11 @@ import rasterio
 import xarray as xr
 from rasterio.enums import Compression
 
-from openeo_cloudmask import __version__, s2cloudless_scene
+from openeo_cloudmask import __version__, s2cloudless_scene, tiling
 from openeo_cloudmask.cli import main
 from openeo_cloudmask.demo_scene import make_demo_scene
 from openeo_cloudmask.raster_io import write_stack
-from openeo_cloudmask.udf.cloud_mask import mask_cube
+from openeo_cloudmask.udf.cloud_mask import THREADS_ENV, mask_cube, parse_context
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_CARD = REPO / "models" / "cloudmask-s2-4band.json"
@@ -89,8 +93,49 @@ def test_info_lists_versions_models_and_providers(tiny_model_dir, capsys):
     out = capsys.readouterr().out
     for name in ("numpy", "xarray", "onnxruntime", "openeo", "openeo-cloudmask"):
         assert f"\n  {name} " in out
-    assert "tiny-test v0.0.1" in out and "B02,B03,B04,B08" in out
+    assert "tiny-test v0.0.1  ok  bands B02,B03,B04,B08" in out
     assert "CPUExecutionProvider" in out
+
+
+def test_info_reports_a_corrupt_model_as_corrupt(tiny_model_dir, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "tiny-test.json").write_text((tiny_model_dir / "tiny-test.json").read_text())
+    onnx = bytearray((tiny_model_dir / "tiny-test.onnx").read_bytes())
+    onnx[-1] ^= 0xFF  # one flipped bit: the card still validates, the file no longer matches it
+    (broken / "tiny-test.onnx").write_bytes(bytes(onnx))
+    (broken / "half-card.json").write_text('{"id": "half-card"}')
+    assert main(["info", "--model-dir", str(broken)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    corrupt = [line for line in lines if line.startswith("  tiny-test v0.0.1")]
+    assert len(corrupt) == 1 and ": corrupt: " in corrupt[0] and "sha256" in corrupt[0], lines
+    assert " ok " not in corrupt[0]
+    assert any(line.startswith("  half-card: invalid card") for line in lines), lines
+
+
+def test_help_states_the_default_block_size_the_engine_gives(capsys):
+    assert main(["predict", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    options = parse_context({})
+    assert f"default: the model card's recommended_chunk, {options.chunk(options.describe())} px for {options.model}" in text
+
+
+def test_info_shows_the_onnxruntime_threads(monkeypatch, capsys):
+    monkeypatch.setenv(THREADS_ENV, "1")
+    assert main(["info"]) == 0
+    assert f"onnxruntime threads per process: 1 ({THREADS_ENV}=1)" in capsys.readouterr().out
+    monkeypatch.delenv(THREADS_ENV)
+    assert main(["info"]) == 0
+    assert f"onnxruntime threads per process: every core ({THREADS_ENV}=unset)" in capsys.readouterr().out
+
+
+def test_help_and_readme_describe_the_threads_variable_alike(capsys):
+    assert main(["--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    readme = " ".join((REPO / "README.md").read_text().split())
+    wording = "(0: every core; unset: every core, or inside a Dask worker the worker's thread count)"
+    assert f"{THREADS_ENV}=N sets onnxruntime's threads per process {wording}" in help_text
+    assert f"`{THREADS_ENV}=N` sets onnxruntime's threads per process {wording}" in readme
 
 
 # --------------------------------------------------------------------------- demo
@@ -151,7 +196,10 @@ def test_predict_geotiff_matches_whole_scene(scene, scene_tif, tmp_path, tiny_ar
     assert main(["predict", str(scene_tif), "-o", str(out), *tiny_args]) == 0
     np.testing.assert_array_equal(read_mask(out), whole_scene_mask(scene, tiny_context))
     summary = capsys.readouterr().out
-    assert "1 block(s)" in summary and str(out) in summary
+    options = parse_context(tiny_context)  # the default block is the engine's chunk, cut by the tiling module
+    chunk, halo = options.chunk(options.describe()), options.halo(options.describe(), 10.0)
+    assert f"{len(tiling.blocks(SIZE, SIZE, chunk, halo))} block(s), halo {halo} px" in summary
+    assert str(out) in summary
 
 
 def test_predict_streams_small_blocks_like_the_whole_scene(scene, scene_tif, tmp_path, tiny_model_dir,
@@ -254,6 +302,21 @@ def test_missing_bands(scene, tmp_path, tiny_args, capsys):
     one_error_line(capsys, "['B08'] are missing")
 
 
+def test_wrong_band_names_hint_to_rename_the_labels(scene, tmp_path, tiny_args, capsys):
+    path = write_stack(tmp_path / "b8a.tif", scene.dn, ["B02", "B03", "B04", "B8A"], scene.crs, scene.transform)
+    assert main(["predict", str(path), "-o", str(tmp_path / "m.tif"), *tiny_args]) == 2
+    one_error_line(capsys, "['B08'] are missing", "rename the band labels", "the cube is the input file",
+                   "band labels are the file's band descriptions, or --bands in file order")
+    assert [p.name for p in tmp_path.iterdir()] == ["b8a.tif"]
+
+
+def test_a_bad_threads_variable_is_one_line(scene_tif, tmp_path, tiny_args, monkeypatch, capsys):
+    monkeypatch.setenv(THREADS_ENV, "many")
+    assert main(["predict", str(scene_tif), "-o", str(tmp_path / "m.tif"), *tiny_args]) == 2
+    one_error_line(capsys, THREADS_ENV, "whole number")
+    assert not list(tmp_path.glob("m.tif*"))
+
+
 def test_reflectance_instead_of_digital_numbers(scene, tmp_path, tiny_args, capsys):
     refl = (scene.dn / 10000.0).astype(np.float32)
     path = write_stack(tmp_path / "refl.tif", refl, scene.bands, scene.crs, scene.transform)
@@ -292,6 +355,90 @@ def test_corrupt_model(tiny_model_dir, scene_tif, tmp_path, capsys):
 def test_output_would_overwrite_input(scene_tif, tiny_args, capsys):
     assert main(["predict", str(scene_tif), "-o", str(scene_tif), *tiny_args]) == 2
     one_error_line(capsys, "overwrite the input")
+
+
+def test_a_folder_as_output_is_refused_before_any_work(scene_tif, tmp_path, tiny_args, capsys):
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["predict", str(scene_tif), "-o", str(tmp_path), *tiny_args]) == 2
+    one_error_line(capsys, "is a folder", "give the mask a file name", str(tmp_path / "mask.tif"))
+    assert sorted(tmp_path.rglob("*")) == before
+    # refused before the input is even opened: a missing input is not what the error is about
+    assert main(["predict", str(tmp_path / "nope.tif"), "-o", str(tmp_path), *tiny_args]) == 2
+    one_error_line(capsys, "is a folder")
+
+
+@pytest.mark.parametrize("name, fragments", [
+    ("mask.png", ["'.png' names no format", ".tif or .nc"]),
+    ("mask", ["'(none)' names no format"]),
+    ("no/such/folder/mask.tif", ["does not exist", "choose another -o path"]),
+])
+def test_bad_output_paths_are_refused_before_any_work(tmp_path, tiny_args, capsys, name, fragments):
+    # the input does not exist either: the output is checked first, before anything is read
+    assert main(["predict", str(tmp_path / "nope.tif"), "-o", str(tmp_path / name), *tiny_args]) == 2
+    one_error_line(capsys, *fragments)
+    assert not list(tmp_path.iterdir())
+
+
+def test_predict_netcdf_output(scene, scene_tif, tmp_path, tiny_args, tiny_context, capsys):
+    out = tmp_path / "mask.nc"
+    assert main(["predict", str(scene_tif), "-o", str(out), *tiny_args]) == 0
+    assert f"written: {out} (NetCDF)" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.nc", "scene.tif"]
+    with xr.open_dataset(out, decode_coords="all") as ds:
+        assert ds["cloud_mask"].dims == ("y", "x") and ds["cloud_mask"].dtype == np.uint8
+        np.testing.assert_array_equal(ds["cloud_mask"].values, whole_scene_mask(scene, tiny_context))
+        cube = scene.to_dataarray()
+        np.testing.assert_allclose(ds["x"].values, cube["x"].values)
+        np.testing.assert_allclose(ds["y"].values, cube["y"].values)
+        assert ds["cloud_mask"].attrs["flag_meanings"].split()[:2] == ["clear", "cloud_shadow"]
+        assert rasterio.crs.CRS.from_wkt(ds["spatial_ref"].attrs["crs_wkt"]).to_epsg() == 32633
+        assert ds.attrs["model"] == "tiny-test"
+
+
+def test_predict_netcdf_probabilities(scene, scene_tif, tmp_path, tiny_args, tiny_context):
+    out = tmp_path / "probs.nc"
+    assert main(["predict", str(scene_tif), "-o", str(out), "--output", "probabilities", *tiny_args]) == 0
+    whole = mask_cube(scene.to_dataarray(), {**tiny_context, "output": "probabilities"})
+    with xr.open_dataset(out) as ds:
+        for name in whole.coords["bands"].values:
+            assert ds[name].dtype == np.float32
+            np.testing.assert_array_equal(ds[name].values, whole.sel(bands=name).values)
+
+
+def test_a_failed_netcdf_run_leaves_nothing_behind(scene, tmp_path, tiny_args, capsys):
+    refl = (scene.dn / 10000.0).astype(np.float32)
+    path = write_stack(tmp_path / "refl.tif", refl, scene.bands, scene.crs, scene.transform)
+    assert main(["predict", str(path), "-o", str(tmp_path / "m.nc"), *tiny_args]) == 2
+    one_error_line(capsys, "reflectance 0..1")
+    assert [p.name for p in tmp_path.iterdir()] == ["refl.tif"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", [".tif", ".nc"])
+def test_sigterm_leaves_no_part_file(tmp_path, suffix):
+    """A real ``python -m openeo_cloudmask`` process, sent SIGTERM while it writes its ``.part`` file."""
+    rng = np.random.default_rng(0)
+    dn = rng.integers(300, 9000, (4, 1024, 1024), dtype=np.uint16)
+    scene = write_stack(tmp_path / "scene.tif", dn, ["B02", "B03", "B04", "B08"], "EPSG:32633",
+                        rasterio.transform.from_origin(500000, 5000000, 10, 10))
+    out = tmp_path / f"mask{suffix}"
+    # the real model in 256 px blocks, each read with its 256 px halo: 16 blocks, seconds of work
+    process = subprocess.Popen(
+        [sys.executable, "-m", "openeo_cloudmask", "predict", str(scene), "-o", str(out), "--block-size", "256"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("*.part")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert process.poll() is None, f"finished before it could be stopped: {process.communicate()}"
+    assert list(tmp_path.glob("*.part"))
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, (stdout, stderr)
+    lines = [line for line in stderr.replace("\r", "\n").splitlines() if line]  # the bar redraws with \r
+    assert lines[-1] == "openeo-cloudmask: terminated", stderr  # on its own line, after the closed progress bar
+    assert all(line.startswith("masking:") for line in lines[:-1]), stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["scene.tif"]
 
 
 # --------------------------------------------------------------------------- the s2cloudless scene, offline

@@ -10,14 +10,21 @@ built-in scene and draws a quick-look.
 Exit codes: 0 success, 2 a usage or input error (bad path, missing bands,
 reflectance instead of digital numbers, bad option, missing or corrupt
 model), printed as one line ``openeo-cloudmask: error: ...`` without a
-traceback, 130 interrupted.
+traceback, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). A bad output
+path is refused before any work, and an interrupted or failed run leaves no
+partial file behind.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
+import os
+import signal
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from openeo_cloudmask._version import __version__
@@ -28,6 +35,17 @@ EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
 
 class UsageError(Exception):
     """A mistake in how the command was called; the message says what to change."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is, so that every ``finally`` runs and no ``.part`` file stays.
+
+    A BaseException, like KeyboardInterrupt: ``except Exception`` does not swallow it.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
 
 
 # --------------------------------------------------------------------------- argument parsing
@@ -50,31 +68,53 @@ def _band_list(text: str) -> list:
     return bands
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("model and masking options (the engine's context keys)")
-    from openeo_cloudmask.udf.cloud_mask import DEFAULT_MODEL
+def _default_block() -> str:
+    """The default block edge as the engine states it (``Options.chunk``: the card's ``recommended_chunk``)."""
+    from openeo_cloudmask.udf import cloud_mask as engine
 
-    group.add_argument("--model", help=f"model id, a <id>.json card beside <id>.onnx (default {DEFAULT_MODEL})")
+    options = engine.parse_context({})
+    try:
+        return f"{options.chunk(options.describe())} px for {options.model}"
+    except engine.CloudMaskError:  # no default model installed: --help still works
+        return "see its card"
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    from openeo_cloudmask.udf import cloud_mask as engine
+
+    defaults = engine.parse_context({})
+    group = parser.add_argument_group("model and masking options (the engine's context keys)")
+    group.add_argument("--model", help=f"model id, a <id>.json card beside <id>.onnx (default {defaults.model})")
     group.add_argument("--model-dir", help="directory holding the model (default: the installed models)")
-    group.add_argument("--output", choices=("classes", "probabilities", "cloud_detection"), default=None,
-                       help="classes (uint8 KappaMask codes, default), probabilities (float32 per class) "
-                            "or cloud_detection (float32 cloud and shadow)")
+    group.add_argument("--output", choices=engine.OUTPUT_KINDS, default=None,
+                       help=f"classes (uint8 KappaMask codes), probabilities (float32 per class) "
+                            f"or cloud_detection (float32 cloud and shadow); default {defaults.output}")
     group.add_argument("--buffer-m", type=float, default=None, help="grow cloud and shadow by this many metres")
     group.add_argument("--radiometric-offset", type=float, default=None,
-                       help="offset baked into the digital numbers, subtracted first: 1000 for raw "
-                            "processing baseline >= 04.00 files, 0 (default) for harmonised data")
+                       help=f"offset baked into the digital numbers, subtracted first: 1000 for raw "
+                            f"processing baseline >= 04.00 files, 0 for harmonised data "
+                            f"(default {defaults.radiometric_offset})")
     group.add_argument("--block-size", type=_positive_int, default=None,
-                       help="pixels per block side while streaming (default: the model card's window minus "
-                            "two halos, 1792 for the default model, so each block runs as one window); "
-                            "memory follows this")
+                       help=f"pixels per block side while streaming; each block is read with the model's halo "
+                            f"around it, so memory follows this (default: the model card's recommended_chunk, "
+                            f"{_default_block()})")
     group.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _environment_help() -> str:
+    from openeo_cloudmask.udf import cloud_mask as engine
+
+    return (f"environment: {engine.THREADS_ENV}=N sets onnxruntime's threads per process (0: every core; "
+            f"unset: every core, or inside a Dask worker the worker's thread count). 'info' shows the value in effect.")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from openeo_cloudmask.udf import cloud_mask as engine
+
+    classes = ", ".join(f"{code} {name.replace('_', ' ')}" for code, name in engine.CLASS_CODES.items())
     parser = argparse.ArgumentParser(
-        prog=PROG, allow_abbrev=False,
-        description="Sentinel-2 cloud and cloud-shadow mask (KappaMask codes 1 clear, 2 cloud shadow, "
-                    "3 semi-transparent cloud, 4 cloud, 5 missing).",
+        prog=PROG, allow_abbrev=False, epilog=_environment_help(),
+        description=f"Sentinel-2 cloud and cloud-shadow mask (KappaMask codes {classes}).",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -82,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo", allow_abbrev=False, help="mask a built-in scene and write a GeoTIFF and a quick-look PNG",
+        epilog=_environment_help(),
         description="Mask a built-in scene: 'synthetic' (default) is generated offline from a seed; "
                     "'s2cloudless' is a real L1C scene downloaded once from PyPI (CC BY-SA 4.0).",
     )
@@ -92,21 +133,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(demo)
 
     predict = commands.add_parser(
-        "predict", allow_abbrev=False, help="mask a GeoTIFF or NetCDF Sentinel-2 stack into a GeoTIFF",
+        "predict", allow_abbrev=False, help="mask a GeoTIFF or NetCDF Sentinel-2 stack into a GeoTIFF or NetCDF",
+        epilog=_environment_help(),
         description="Mask a Sentinel-2 stack of digital numbers (reflectance x 10000). GeoTIFF: one band per "
                     "Sentinel-2 band, named by the band descriptions or --bands. NetCDF: a variable with "
                     "dims bands, y, x (and t).",
     )
     predict.add_argument("input", type=Path, metavar="INPUT", help="GeoTIFF (.tif) or NetCDF (.nc) file")
-    predict.add_argument("-o", "--out", type=Path, required=True, metavar="OUTPUT.tif", help="mask GeoTIFF to write")
+    predict.add_argument("-o", "--out", type=Path, required=True, metavar="OUTPUT",
+                         help="mask file to write: a GeoTIFF (.tif) or a NetCDF (.nc), told by the name's ending")
     predict.add_argument("--bands", type=_band_list, help="Sentinel-2 names of the input bands in file order, e.g. B02,B03,B04,B08")
     predict.add_argument("--variable", help="NetCDF variable holding the image (default: reflectance)")
     predict.add_argument("--time", type=int, dest="time_index", metavar="INDEX", help="NetCDF: index along t to mask")
-    predict.add_argument("--processing-level", choices=("L1C", "L2A"), default=None, help="level of the input (default L2A)")
+    predict.add_argument("--processing-level", default=None,
+                         help=f"level of the input, L1C or L2A (default {engine.parse_context({}).processing_level})")
     _add_model_options(predict)
 
     info = commands.add_parser("info", allow_abbrev=False, help="print versions, models found and onnxruntime providers")
     info.add_argument("--model-dir", help="also look for models in this directory")
+
+    from openeo_cloudmask.release import publish
+
+    publish.add_arguments(commands.add_parser(
+        "publish", allow_abbrev=False, help="store the self-contained cloud_mask UDP in your openEO account",
+        description=publish.__doc__.split("\n\n")[0] + " --dry-run writes the JSON only."))
     return parser
 
 
@@ -225,18 +275,111 @@ def run_demo(args) -> int:
     return EXIT_OK
 
 
+def output_format(out: Path, input_path: Path) -> str:
+    """``"GeoTIFF"`` or ``"NetCDF"`` for the ``-o`` path, or :class:`UsageError` before any work is done.
+
+    The format follows the name's ending (raster_io's GeoTIFF and NetCDF
+    suffixes). A folder, an unknown ending, the input itself, a missing or
+    unwritable folder are refused here, so that a bad path never costs a masking run.
+    """
+    from openeo_cloudmask.raster_io import GEOTIFF_SUFFIXES, NETCDF_SUFFIXES
+
+    if out.is_dir():
+        raise UsageError(f"-o {out} is a folder; give the mask a file name, e.g. -o {out / 'mask.tif'}")
+    suffix = out.suffix.lower()
+    if suffix in GEOTIFF_SUFFIXES:
+        kind = "GeoTIFF"
+    elif suffix in NETCDF_SUFFIXES:
+        kind = "NetCDF"
+    else:
+        raise UsageError(
+            f"-o {out}: the ending {suffix or '(none)'!r} names no format; end the name with "
+            f"{' or '.join(GEOTIFF_SUFFIXES[:1] + NETCDF_SUFFIXES[:1])} (GeoTIFF or NetCDF)"
+        )
+    if out.resolve() == input_path.resolve():
+        raise UsageError(f"the output {out} would overwrite the input; choose another -o path")
+    if not out.parent.is_dir():
+        raise UsageError(f"the output folder {out.parent} does not exist; create it or choose another -o path")
+    if not os.access(out.parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise UsageError(f"{out} cannot be written (permissions); choose another -o path")
+    return kind
+
+
+def write_netcdf_copy(geotiff: Path, path: Path) -> Path:
+    """Copy a mask GeoTIFF written by raster_io into a CF NetCDF file, strip by strip.
+
+    One variable per band, named by the band descriptions, over pixel-centre
+    ``y``/``x`` coordinates with a ``spatial_ref`` grid mapping (``crs_wkt``
+    and ``GeoTransform``, as rioxarray and the NetCDF input reader use). The
+    GeoTIFF's tags (model, version, classes, source) become global
+    attributes. Class maps carry CF ``flag_values``/``flag_meanings`` and no
+    fill value (5 is the class "missing"); probabilities keep NaN as fill.
+    """
+    import netCDF4
+    import numpy as np
+    import rasterio
+    from rasterio.windows import Window
+
+    from openeo_cloudmask.udf.cloud_mask import CLASS_CODES
+
+    with rasterio.open(geotiff) as src, netCDF4.Dataset(path, "w", format="NETCDF4") as dst:
+        height, width, transform = src.height, src.width, src.transform
+        dst.setncatts({"Conventions": "CF-1.8", **src.tags()})
+        dst.createDimension("y", height)
+        dst.createDimension("x", width)
+        xs, _ = rasterio.transform.xy(transform, [0] * width, list(range(width)), offset="center")
+        _, ys = rasterio.transform.xy(transform, list(range(height)), [0] * height, offset="center")
+        for name, values in (("x", xs), ("y", ys)):
+            coord = dst.createVariable(name, "f8", (name,))
+            coord[:] = np.asarray(values, dtype=np.float64)
+            if src.crs is not None:
+                coord.setncatts({"standard_name": f"projection_{name}_coordinate", "units": "m"})
+        grid = {}
+        if src.crs is not None:
+            spatial_ref = dst.createVariable("spatial_ref", "i4")
+            spatial_ref.setncatts({"crs_wkt": src.crs.to_wkt(), "spatial_ref": src.crs.to_wkt(),
+                                   "GeoTransform": " ".join(str(v) for v in transform.to_gdal())})
+            grid = {"grid_mapping": "spatial_ref"}
+        chunks = (min(256, height), min(256, width))
+        variables = []
+        for name, dtype in zip(src.descriptions, src.dtypes):
+            is_float = np.dtype(dtype).kind == "f"
+            variable = dst.createVariable(name, dtype, ("y", "x"), zlib=True, complevel=4, chunksizes=chunks,
+                                          fill_value=np.nan if is_float else False)
+            variable.setncatts(grid)
+            if not is_float:
+                variable.setncatts({
+                    "flag_values": np.asarray(list(CLASS_CODES), dtype=dtype),
+                    "flag_meanings": " ".join(CLASS_CODES.values()),
+                })
+            variables.append(variable)
+        for row in range(0, height, 256):
+            rows = min(256, height - row)
+            strip = src.read(window=Window(0, row, width, rows))
+            for variable, band in zip(variables, strip):
+                variable[row:row + rows, :] = band
+    return path
+
+
 def run_predict(args) -> int:
     from openeo_cloudmask import raster_io
 
-    if args.out.resolve() == args.input.resolve():
-        raise UsageError(f"the output {args.out} would overwrite the input; choose another -o path")
-    if not args.out.parent.is_dir():
-        raise UsageError(f"the output folder {args.out.parent} does not exist")
+    kind = output_format(args.out, args.input)
     started = time.perf_counter()
-    with raster_io.open_raster(args.input, bands=args.bands, variable=args.variable,
-                               time_index=args.time_index) as source:
-        run = raster_io.mask_raster(source, args.out, _context(args, args.processing_level),
-                                    block_size=args.block_size, progress=not args.quiet)
+    # NetCDF: raster_io streams into a GeoTIFF beside the output, which is then copied into the NetCDF file.
+    geotiff = args.out if kind == "GeoTIFF" else args.out.with_name(args.out.name + ".part.tif")
+    partial = args.out.with_name(args.out.name + ".part")
+    try:
+        with raster_io.open_raster(args.input, bands=args.bands, variable=args.variable,
+                                   time_index=args.time_index) as source:
+            run = raster_io.mask_raster(source, geotiff, _context(args, args.processing_level),
+                                        block_size=args.block_size, progress=not args.quiet)
+        if kind == "NetCDF":
+            write_netcdf_copy(geotiff, partial).replace(args.out)
+    finally:
+        if kind == "NetCDF":
+            geotiff.unlink(missing_ok=True)
+            partial.unlink(missing_ok=True)
     height, width = run.shape
     lines = [
         f"openeo-cloudmask predict: {args.input} ({height} x {width} px, {run.blocks} block(s), halo {run.halo} px)",
@@ -246,7 +389,7 @@ def run_predict(args) -> int:
         lines.append("classes:")
         lines.extend(_class_lines(run.fractions()))
     lines.append(f"time:   {time.perf_counter() - started:.1f} s")
-    lines.append(f"written: {run.path}")
+    lines.append(f"written: {args.out} ({kind})")
     print("\n".join(lines))
     return EXIT_OK
 
@@ -265,8 +408,13 @@ def _version_of(module: str) -> str:
 
 
 def find_models(extra_dir=None) -> list:
-    """``(card path, card or error text)`` for every model card in the engine's search path."""
-    from openeo_cloudmask.model_card import ModelCardError, load_model_card
+    """``(card path, model or None, problem or None)`` for every model card in the engine's search path.
+
+    Each model is loaded the way masking loads it (:func:`~openeo_cloudmask.udf.cloud_mask.load_model`),
+    so the card is checked against its ONNX file (sha256, input bands, output classes) by the engine's
+    own check: a card the engine cannot read is an "invalid card", a readable card whose ONNX file it
+    refuses is "corrupt".
+    """
     from openeo_cloudmask.udf import cloud_mask as engine
 
     dirs = ([Path(extra_dir)] if extra_dir else []) + engine.model_search_dirs()
@@ -279,9 +427,14 @@ def find_models(extra_dir=None) -> list:
                 continue
             seen.add(card_path.resolve())
             try:
-                found.append((card_path, load_model_card(card_path)))
-            except ModelCardError as exc:
-                found.append((card_path, str(exc).splitlines()[0]))
+                described = engine.describe_model(card_path.stem, directory)
+            except engine.CloudMaskError as exc:
+                found.append((card_path, None, f"invalid card ({' '.join(str(exc).split())})"))
+                continue
+            try:
+                found.append((card_path, engine.load_model(card_path.stem, directory), None))
+            except engine.CloudMaskError as exc:
+                found.append((card_path, described, f"corrupt: {' '.join(str(exc).split())}"))
     return found
 
 
@@ -300,13 +453,14 @@ def run_info(args) -> int:
         lines.append(f"  {'GDAL':<18}{rasterio.__gdal_version__}")
     except ImportError:
         pass
-    lines.append(f"models (default {engine.DEFAULT_MODEL!r}):")
+    lines.append(f"models (default {engine.DEFAULT_MODEL!r}; each checked against its card's sha256, bands and classes):")
     models = find_models(args.model_dir)
-    for card_path, card in models:
-        if isinstance(card, str):
-            lines.append(f"  {card_path.stem}: invalid card ({card})")
+    for card_path, model, problem in models:
+        name = f"{model.card.get('id', card_path.stem)} v{model.card.get('version', '?')}" if model else card_path.stem
+        if problem:
+            lines.append(f"  {name}: {problem}")
         else:
-            lines.append(f"  {card.id} v{card.version}  bands {','.join(card.input.bands)}  {card_path}")
+            lines.append(f"  {name}  ok  bands {','.join(model.bands)}  {card_path}")
     if not models:
         lines.append("  none found")
     try:
@@ -316,20 +470,46 @@ def run_info(args) -> int:
     except ImportError as exc:
         providers = f"onnxruntime cannot be imported ({exc})"
     lines.append(f"onnxruntime execution providers: {providers}")
+    try:
+        threads = engine.default_threads()
+        lines.append(f"onnxruntime threads per process: {threads or 'every core'} "
+                     f"({engine.THREADS_ENV}={os.environ.get(engine.THREADS_ENV, '') or 'unset'})")
+    except engine.CloudMaskError as exc:
+        lines.append(f"onnxruntime threads per process: {' '.join(str(exc).split())}")
     print("\n".join(lines))
     return EXIT_OK
 
 
-#: Engine context keys that errors name, and the options that set them.
-CONTEXT_FLAGS = {
+#: The engine's error keys (``CloudMaskError.key``: its context keys, "data" for the cube) and what sets them here.
+OPTION_OF_KEY = {
     "processing_level": "--processing-level",
     "radiometric_offset": "--radiometric-offset",
     "buffer_m": "--buffer-m",
-    "output must": "--output",
+    "output": "--output",
+    "model": "--model, --model-dir",
     "model_dir": "--model-dir",
+    "block_size": "--block-size",
+    "data": "the cube is the input file; its band labels are the file's band descriptions, or --bands in file order",
 }
 
-COMMANDS = {"demo": run_demo, "predict": run_predict, "info": run_info}
+
+def error_line(exc: BaseException) -> str:
+    """The one line a user error prints: the message, and the option that fixes it (from the error's key)."""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    option = OPTION_OF_KEY.get(getattr(exc, "key", None))
+    if option:
+        message += f" (on the command line: {option})"
+    return f"{PROG}: error: {message}"
+
+
+def run_publish(args) -> int:
+    """``publish``: a door to :mod:`openeo_cloudmask.release.publish` (which prints its own one-line errors)."""
+    from openeo_cloudmask.release.publish import run
+
+    return run(args)
+
+
+COMMANDS = {"demo": run_demo, "predict": run_predict, "info": run_info, "publish": run_publish}
 
 
 def _user_errors() -> tuple:
@@ -343,6 +523,39 @@ def _user_errors() -> tuple:
     return (UsageError, CloudMaskError, ModelCardError, SceneDownloadError, RasterioError, OSError)
 
 
+def _raise_terminated(signum, frame):
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """While a command runs, SIGTERM raises :class:`Terminated` instead of killing the process outright.
+
+    The default action ends the process without running ``finally`` blocks,
+    so a half-written ``.part`` file would stay. Outside the main thread
+    (``main`` called from a worker thread) signals stay the caller's business.
+    """
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # signal only works in the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _release(exc: BaseException) -> None:
+    """Free what the failed command's frames hold, before the error is printed.
+
+    A progress bar still referenced from a frame of the traceback would close
+    (and redraw itself) only after the message, on the message's line.
+    """
+    traceback.clear_frames(exc.__traceback__)
+    gc.collect()  # and what only a reference cycle still holds
+
+
 def main(argv=None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     parser = build_parser()
@@ -351,16 +564,19 @@ def main(argv=None) -> int:
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        return COMMANDS[args.command](args)
-    except KeyboardInterrupt:
+        with _sigterm_unwinds():
+            return COMMANDS[args.command](args)
+    except KeyboardInterrupt as exc:
+        _release(exc)
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated as exc:
+        _release(exc)
+        print(f"{PROG}: terminated", file=sys.stderr)
+        return 128 + exc.signum
     except _user_errors() as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        flags = [flag for key, flag in CONTEXT_FLAGS.items() if key in message]
-        if flags:
-            message += f" (on the command line: {', '.join(flags)})"
-        print(f"{PROG}: error: {message}", file=sys.stderr)
+        _release(exc)
+        print(error_line(exc), file=sys.stderr)
         return EXIT_USAGE
 
 
