@@ -173,8 +173,22 @@ def test_demo_refuses_a_file_as_output_folder(tmp_path, tiny_args, capsys):
 
 
 def test_demo_with_a_missing_model_says_where_it_looked(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--size", "64", "--model", "no-such-model"]) == 2
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--model", "no-such-model"]) == 2
     one_error_line(capsys, "'no-such-model' not found", "--model-dir")
+    assert not out.exists()  # refused before the scene is made or the folder created
+
+
+@pytest.mark.parametrize("options, fragment", [
+    (["--size", "10"], "--size must be at least 64"),
+    (["--scene", "s2cloudless", "--seed", "3"], "synthetic scene only"),
+    (["--buffer-m", "-1"], "(on the command line: --buffer-m)"),
+])
+def test_demo_refuses_bad_options_before_any_work(tmp_path, tiny_args, capsys, options, fragment):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), *options, *tiny_args]) == 2
+    one_error_line(capsys, fragment)
+    assert not out.exists()
 
 
 @pytest.mark.slow

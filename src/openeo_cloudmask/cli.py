@@ -189,11 +189,12 @@ def _model_line(model) -> str:
 # --------------------------------------------------------------------------- commands
 
 
-def _prepare_out_dir(path: Path) -> Path:
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"--out {path} is a file; give a folder to write the demo outputs into")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def _check_model(context: dict) -> None:
+    """Let the engine refuse the options and load the model (cached for the run) before any other work."""
+    from openeo_cloudmask.udf import cloud_mask as engine
+
+    options = engine.parse_context(context)
+    engine.load_model(options.model, options.model_dir)
 
 
 def _read_mask(path: Path):
@@ -207,15 +208,22 @@ def run_demo(args) -> int:
     from openeo_cloudmask import raster_io
     from openeo_cloudmask.quicklook import true_colour, write_quicklook
 
-    out = _prepare_out_dir(args.out)
+    from openeo_cloudmask.demo_scene import DEFAULT_SEED, DEFAULT_SIZE, make_demo_scene
+
+    # every option is checked before any work: a mistake costs no scene and leaves no folder behind
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    size = args.size or DEFAULT_SIZE
+    if args.scene == "synthetic" and size < 64:
+        raise UsageError(f"--size must be at least 64 pixels, got {size}")
+    if args.scene != "synthetic" and (args.seed is not None or args.size is not None):
+        raise UsageError("--seed and --size apply to the synthetic scene only")
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file; give a folder to write the demo outputs into")
+    _check_model(_context(args))
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     if args.scene == "synthetic":
-        from openeo_cloudmask.demo_scene import DEFAULT_SEED, DEFAULT_SIZE, make_demo_scene
-
-        seed = DEFAULT_SEED if args.seed is None else args.seed
-        size = args.size or DEFAULT_SIZE
-        if size < 64:
-            raise UsageError(f"--size must be at least 64 pixels, got {size}")
         scene = make_demo_scene(seed=seed, size=size)
         dn, bands, crs, transform, truth = scene.dn, scene.bands, scene.crs, scene.transform, scene.labels
         level = "L2A"
@@ -223,8 +231,6 @@ def run_demo(args) -> int:
         about = f"built-in synthetic L2A scene (seed {seed}), {size} x {size} px, {crs}, 10 m"
         credit = f"openeo-cloudmask synthetic demo scene, seed {seed} (not real imagery)"
     else:
-        if args.seed is not None or args.size is not None:
-            raise UsageError("--seed and --size apply to the synthetic scene only")
         from openeo_cloudmask.s2cloudless_scene import load_s2cloudless_scene
 
         scene = load_s2cloudless_scene(log=lambda text: print(text, file=sys.stderr))
@@ -365,6 +371,7 @@ def run_predict(args) -> int:
     from openeo_cloudmask import raster_io
 
     kind = output_format(args.out, args.input)
+    _check_model(_context(args, args.processing_level))
     started = time.perf_counter()
     # NetCDF: raster_io streams into a GeoTIFF beside the output, which is then copied into the NetCDF file.
     geotiff = args.out if kind == "GeoTIFF" else args.out.with_name(args.out.name + ".part.tif")
