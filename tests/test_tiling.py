@@ -150,3 +150,11 @@ def test_sweep_of_sizes_along_one_axis(registry):
     for size in sweep_sizes():
         strip = base.isel(y=slice(0, size))
         assert_doors_equal_the_engine(registry, strip.isel(t=0, drop=True) if size % 2 else strip)
+
+
+@pytest.mark.slow
+def test_sizes_along_x_on_a_wider_cube(registry):
+    """The other axis, on a cube several chunks wide across: folded slivers, halos on both axes."""
+    base = scene(300, MAX_SIZE, dates=1, seed=6).isel(t=0, drop=True)
+    for size in (1, 255, 256, 257, 600, 767, 768, 769, 1100, 2048, 2049, MAX_SIZE):
+        assert_doors_equal_the_engine(registry, base.isel(x=slice(0, size)))
