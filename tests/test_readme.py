@@ -85,3 +85,52 @@ def test_readme_snippet_runs_and_prints_what_the_readme_shows(index, capsys):
     assert CHECKER.check_output(want, printed, FLAGS), (
         f"README snippet {index} printed\n{printed}\nbut the README shows\n{want}"
     )
+
+
+def quick_start_block() -> str:
+    """The summary the README's quick start shows for ``make demo`` (the first plain code block)."""
+    return re.findall(r"```\n(openeo-cloudmask demo:.*?)```", README.read_text(), flags=re.S)[0]
+
+
+PERCENT = re.compile(r"(\d+(?:\.\d+)?) %")
+NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def same_summary(shown: str, printed: str, tolerance: float = 0.3) -> bool:
+    """Line by line: the same words and numbers, except that percentages may differ by ``tolerance``
+    (onnxruntime's float kernels differ slightly between CPUs), the ``time:`` line's numbers are ignored,
+    and paths are compared from ``models/`` on."""
+    def lines(text):
+        text = re.sub(r"\(\S*?(models/[^)\s]+)\)", r"(\1)", text)
+        return [" ".join(line.split()) for line in text.strip().splitlines()]
+
+    shown_lines, printed_lines = lines(shown), lines(printed)
+    if len(shown_lines) != len(printed_lines):
+        return False
+    for a, b in zip(shown_lines, printed_lines):
+        if a.startswith("time:"):
+            a, b = NUMBER.sub("#", a), NUMBER.sub("#", b)
+        if PERCENT.sub("# %", a) != PERCENT.sub("# %", b):
+            return False
+        if any(abs(float(x) - float(y)) > tolerance for x, y in zip(PERCENT.findall(a), PERCENT.findall(b))):
+            return False
+    return True
+
+
+def test_summary_comparison():
+    shown = "model: m v1.3.0 (models/m.onnx)\n  1 clear  49.6 %\ntime: 3.2 s (scene 1.3 s)\n"
+    assert same_summary(shown, "model: m v1.3.0 (/x/y/models/m.onnx)\n  1 clear   49.7 %\ntime: 9.9 s (scene 5.0 s)\n")
+    assert not same_summary(shown, "model: m v1.3.0 (models/m.onnx)\n  1 clear  51.0 %\ntime: 3.2 s (scene 1.3 s)\n")
+    assert not same_summary(shown, "model: m v1.4.0 (models/m.onnx)\n  1 clear  49.6 %\ntime: 3.2 s (scene 1.3 s)\n")
+
+
+@pytest.mark.slow
+def test_quick_start_demo_prints_what_the_readme_shows(tmp_path, monkeypatch, capsys):
+    from openeo_cloudmask.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the README shows the default output folder, relative to where it runs
+    assert main(["demo", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert same_summary(quick_start_block(), printed), (
+        f"`make demo` printed\n{printed}\nbut the README's quick start shows\n{quick_start_block()}"
+    )
