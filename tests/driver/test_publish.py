@@ -9,7 +9,6 @@ compared with the engine bit for bit. Refusals (size, login) are one line.
 
 import json
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
