@@ -300,7 +300,8 @@ def test_predict_probabilities_are_float_bands(scene_tif, tmp_path, tiny_args):
 
 def test_missing_input_file(tmp_path, tiny_args, capsys):
     assert main(["predict", str(tmp_path / "nope.tif"), "-o", str(tmp_path / "m.tif"), *tiny_args]) == 2
-    one_error_line(capsys, "does not exist")
+    err = one_error_line(capsys, "does not exist")
+    assert "on the command line" not in err  # the file's own errors name the file; no cube hint
 
 
 def test_not_a_raster(tmp_path, tiny_args, capsys):
@@ -319,8 +320,9 @@ def test_missing_bands(scene, tmp_path, tiny_args, capsys):
 def test_wrong_band_names_hint_to_rename_the_labels(scene, tmp_path, tiny_args, capsys):
     path = write_stack(tmp_path / "b8a.tif", scene.dn, ["B02", "B03", "B04", "B8A"], scene.crs, scene.transform)
     assert main(["predict", str(path), "-o", str(tmp_path / "m.tif"), *tiny_args]) == 2
-    one_error_line(capsys, "['B08'] are missing", "rename the band labels", "the cube is the input file",
-                   "band labels are the file's band descriptions, or --bands in file order")
+    one_error_line(capsys, "['B08'] are missing", "rename the band labels",
+                   f"(on the command line: the cube is {path}, its bands labelled by its band descriptions or by "
+                   f"--bands in file order)")
     assert [p.name for p in tmp_path.iterdir()] == ["b8a.tif"]
 
 

@@ -1,4 +1,4 @@
-"""The ``openeo-cloudmask`` command line: ``demo``, ``predict`` and ``info``.
+"""The ``openeo-cloudmask`` command line: ``demo``, ``predict``, ``info`` (and ``publish``, the release door).
 
 Run it as ``openeo-cloudmask ...`` or ``python -m openeo_cloudmask ...``; in
 Python, ``main(["demo", "--out", "somewhere"])`` returns the exit code. Every
@@ -128,8 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", type=Path, default=Path("cloudmask-demo"), help="output folder (default ./cloudmask-demo)")
     demo.add_argument("--scene", choices=("synthetic", "s2cloudless"), default="synthetic")
-    demo.add_argument("--seed", type=int, default=None, help="seed of the synthetic scene (default 0)")
-    demo.add_argument("--size", type=_positive_int, default=None, help="side of the synthetic scene in pixels (default 1024)")
+    from openeo_cloudmask.demo_scene import DEFAULT_SEED, DEFAULT_SIZE
+
+    demo.add_argument("--seed", type=int, default=None, help=f"seed of the synthetic scene (default {DEFAULT_SEED})")
+    demo.add_argument("--size", type=_positive_int, default=None,
+                      help=f"side of the synthetic scene in pixels (default {DEFAULT_SIZE})")
     _add_model_options(demo)
 
     predict = commands.add_parser(
@@ -206,9 +209,8 @@ def _read_mask(path: Path):
 
 def run_demo(args) -> int:
     from openeo_cloudmask import raster_io
-    from openeo_cloudmask.quicklook import true_colour, write_quicklook
-
     from openeo_cloudmask.demo_scene import DEFAULT_SEED, DEFAULT_SIZE, make_demo_scene
+    from openeo_cloudmask.quicklook import true_colour, write_quicklook
 
     # every option is checked before any work: a mistake costs no scene and leaves no folder behind
     seed = DEFAULT_SEED if args.seed is None else args.seed
@@ -379,8 +381,10 @@ def run_predict(args) -> int:
     try:
         with raster_io.open_raster(args.input, bands=args.bands, variable=args.variable,
                                    time_index=args.time_index) as source:
-            run = raster_io.mask_raster(source, geotiff, _context(args, args.processing_level),
-                                        block_size=args.block_size, progress=not args.quiet)
+            labels = "--bands" if args.bands else "its band descriptions or by --bands in file order"
+            with _the_cube_is(f"{args.input}, its bands labelled by {labels}"):
+                run = raster_io.mask_raster(source, geotiff, _context(args, args.processing_level),
+                                            block_size=args.block_size, progress=not args.quiet)
         if kind == "NetCDF":
             write_netcdf_copy(geotiff, partial).replace(args.out)
     finally:
@@ -487,7 +491,8 @@ def run_info(args) -> int:
     return EXIT_OK
 
 
-#: The engine's error keys (``CloudMaskError.key``: its context keys, "data" for the cube) and what sets them here.
+#: The engine's error keys (``CloudMaskError.key``: its context keys) and the options that set them here.
+#: Key "data" (the cube) is translated where the cube is made: :func:`_the_cube_is`.
 OPTION_OF_KEY = {
     "processing_level": "--processing-level",
     "radiometric_offset": "--radiometric-offset",
@@ -496,16 +501,32 @@ OPTION_OF_KEY = {
     "model": "--model, --model-dir",
     "model_dir": "--model-dir",
     "block_size": "--block-size",
-    "data": "the cube is the input file; its band labels are the file's band descriptions, or --bands in file order",
 }
 
 
+@contextlib.contextmanager
+def _the_cube_is(description: str):
+    """Engine errors about the cube (key "data") raised inside say what "the cube" is on the command line."""
+    from openeo_cloudmask.udf.cloud_mask import CloudMaskError
+
+    try:
+        yield
+    except CloudMaskError as exc:
+        if exc.key == "data":
+            exc.command_line = f"the cube is {description}"
+        raise
+
+
 def error_line(exc: BaseException) -> str:
-    """The one line a user error prints: the message, and the option that fixes it (from the error's key)."""
+    """The one line a user error prints: the message, and what fixes it on the command line.
+
+    That is the option for the error's key (:data:`OPTION_OF_KEY`), or for an
+    error about the cube, what the cube is here (:func:`_the_cube_is`).
+    """
     message = " ".join(str(exc).split()) or type(exc).__name__
-    option = OPTION_OF_KEY.get(getattr(exc, "key", None))
-    if option:
-        message += f" (on the command line: {option})"
+    hint = getattr(exc, "command_line", None) or OPTION_OF_KEY.get(getattr(exc, "key", None))
+    if hint:
+        message += f" (on the command line: {hint})"
     return f"{PROG}: error: {message}"
 
 
