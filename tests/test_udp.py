@@ -250,3 +250,27 @@ def test_embedded_model_with_a_wrong_sha256_is_one_line(tiny_udp):
     assert type(caught.value).__name__ == "ModelFileError"
     message = str(caught.value)
     assert "\n" not in message and "sha256" in message and "embedded model" in message and "rebuild" in message
+
+
+# --------------------------------------------------------------------------- the CLI door
+
+
+def test_cli_publish_dry_run_writes_the_self_contained_udp(tmp_path, capsys):
+    """`openeo-cloudmask publish --dry-run`: the UDP `make udp` builds, under 2 MiB, no backend and no login."""
+    from openeo_cloudmask import cli
+
+    target = tmp_path / "cloud_mask.json"
+    assert cli.main(["publish", "--dry-run", "--udp-output", str(target)]) == 0
+    assert "self-contained" in capsys.readouterr().out
+    text = target.read_text()
+    assert text == udp_build.render(udp_build.generate())  # == the committed file, by the drift test above
+    assert len(text.encode()) < udp_build.MAX_UDP_BYTES and "OWNER" not in text
+    assert f"EMBEDDED_MODELS[{engine.DEFAULT_MODEL!r}]" in udp_build.udf_code(json.loads(text))
+
+
+def test_cli_publish_refusal_is_one_line(tmp_path, capsys):
+    from openeo_cloudmask import cli
+
+    assert cli.main(["publish", "--dry-run", "--models-dir", str(tmp_path)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("openeo-cloudmask: error:") and "make udp" in line
