@@ -1,6 +1,7 @@
 """The generated ``cloud_mask`` UDP: drift from its sources, structure, memory settings, and the door to the UDF."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -166,7 +167,12 @@ def test_docs_memory_table_is_the_measured_one():
     record = udp_build.load_memory_record(udp_build.load_card())
     docs = (settings.REPO / "docs" / "CDSE.md").read_text()
     assert udp_build.memory_table(record) in docs, "docs/CDSE.md's memory table is stale: paste udp_build.memory_table()"
-    assert f"`python-memory` {udp_build.python_memory_mib(record)}m" in docs
+    limit = udp_build.python_memory_mib(record)
+    assert f"`python-memory` {limit}m" in docs and f'"python-memory": "{limit}m"' in docs
+    per_date = udp_build.per_date_mib(record)
+    assert f"about {per_date:.1f} MiB per date" in docs
+    assert f"up to {udp_build.max_dates(record, limit)} dates per chunk" in docs
+    assert f"add {math.ceil(per_date * udp_build.MEMORY_MARGIN)}m per extra date" in docs
     assert "0.9 GB" not in docs
 
 
