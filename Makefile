@@ -30,7 +30,10 @@ demo: $(VENV)/.installed-runtime
 	$(BIN)/openeo-cloudmask demo
 
 ## Set up and run the whole test suite (main environment, then the openeo-driver environment).
-test: test-main test-driver
+## Both suites run even if the first fails, so the summary lines of both are printed; it fails if either does.
+test:
+	@status=0; $(MAKE) --no-print-directory test-main || status=1; \
+	$(MAKE) --no-print-directory test-driver || status=1; exit $$status
 
 test-main: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider
