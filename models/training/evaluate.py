@@ -346,8 +346,17 @@ def _legend(fig):
 
 
 def _view(scene, arrays: list, size: int = 512) -> list:
-    """A window of at most size x size around the scene's data (sparse tiles: the densest window)."""
+    """What a figure shows of a scene: at most size x size px; a sparse tile (chips pasted into an empty tile)
+    is cut to its largest chip."""
+    from scipy.ndimage import find_objects, label
+
     valid = ~scene.nodata
+    if valid.mean() < 0.5:
+        parts, count = label(valid)
+        largest = 1 + int(np.argmax(np.bincount(parts.ravel())[1:])) if count else 0
+        if largest:
+            ys, xs = find_objects((parts == largest).astype(np.int32))[0]
+            return [a[..., ys.start : ys.start + size, xs.start : xs.start + size] for a in arrays]
     h, w = valid.shape
     if h <= size and w <= size:
         return arrays
