@@ -13,11 +13,18 @@ and a ``t`` dimension; the halo is the one the engine asks for
 window exercise the engine's inner windows; a few examples run the real model.
 """
 
+import os
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 import xarray as xr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+# Even without an example database, hypothesis caches source constants under ./.hypothesis: keep the clone clean.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(Path(tempfile.gettempdir()) / "openeo-cloudmask-hypothesis"))
 
 from openeo_cloudmask.udf.cloud_mask import describe_model, mask_cube, parse_context
 
