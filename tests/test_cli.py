@@ -430,9 +430,13 @@ def test_a_failed_netcdf_run_leaves_nothing_behind(scene, tmp_path, tiny_args, c
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("suffix", [".tif", ".nc"])
-def test_sigterm_leaves_no_part_file(tmp_path, suffix):
-    """A real ``python -m openeo_cloudmask`` process, sent SIGTERM while it writes its ``.part`` file."""
+@pytest.mark.parametrize("suffix, signum, exit_code, said", [
+    (".tif", signal.SIGTERM, 143, "terminated"),
+    (".nc", signal.SIGTERM, 143, "terminated"),
+    (".tif", signal.SIGINT, 130, "interrupted"),
+])
+def test_a_stopped_run_leaves_no_part_file(tmp_path, suffix, signum, exit_code, said):
+    """A real ``python -m openeo_cloudmask`` process, sent SIGTERM (or Ctrl-C's SIGINT) while it writes its ``.part`` file."""
     rng = np.random.default_rng(0)
     dn = rng.integers(300, 9000, (4, 1024, 1024), dtype=np.uint16)
     scene = write_stack(tmp_path / "scene.tif", dn, ["B02", "B03", "B04", "B08"], "EPSG:32633",
@@ -448,11 +452,11 @@ def test_sigterm_leaves_no_part_file(tmp_path, suffix):
         time.sleep(0.01)
     assert process.poll() is None, f"finished before it could be stopped: {process.communicate()}"
     assert list(tmp_path.glob("*.part"))
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 128 + signal.SIGTERM, (stdout, stderr)
+    assert process.returncode == exit_code, (stdout, stderr)
     lines = [line for line in stderr.replace("\r", "\n").splitlines() if line]  # the bar redraws with \r
-    assert lines[-1] == "openeo-cloudmask: terminated", stderr  # on its own line, after the closed progress bar
+    assert lines[-1] == f"openeo-cloudmask: {said}", stderr  # on its own line, after the closed progress bar
     assert all(line.startswith("masking:") for line in lines[:-1]), stderr
     assert [p.name for p in tmp_path.iterdir()] == ["scene.tif"]
 
