@@ -326,6 +326,14 @@ def test_wrong_band_names_hint_to_rename_the_labels(scene, tmp_path, tiny_args, 
     assert [p.name for p in tmp_path.iterdir()] == ["b8a.tif"]
 
 
+def test_info_with_a_bad_threads_variable_still_lists_the_models(tiny_model_dir, monkeypatch, capsys):
+    monkeypatch.setenv(THREADS_ENV, "many")
+    assert main(["info", "--model-dir", str(tiny_model_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "tiny-test v0.0.1  ok" in out
+    assert f"onnxruntime threads per process: environment variable {THREADS_ENV}='many' must be" in out
+
+
 def test_a_bad_threads_variable_is_one_line(scene_tif, tmp_path, tiny_args, monkeypatch, capsys):
     monkeypatch.setenv(THREADS_ENV, "many")
     assert main(["predict", str(scene_tif), "-o", str(tmp_path / "m.tif"), *tiny_args]) == 2

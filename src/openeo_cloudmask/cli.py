@@ -442,9 +442,9 @@ def find_models(extra_dir=None) -> list:
             except engine.CloudMaskError as exc:
                 found.append((card_path, None, f"invalid card ({' '.join(str(exc).split())})"))
                 continue
-            try:
-                found.append((card_path, engine.load_model(card_path.stem, directory), None))
-            except engine.CloudMaskError as exc:
+            try:  # one thread: a check, not a run (and no dependence on the threads variable)
+                found.append((card_path, engine.load_model(card_path.stem, directory, threads=1), None))
+            except engine.ModelFileError as exc:
                 found.append((card_path, described, f"corrupt: {' '.join(str(exc).split())}"))
     return found
 
