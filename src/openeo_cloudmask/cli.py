@@ -192,6 +192,13 @@ def _model_line(model) -> str:
 # --------------------------------------------------------------------------- commands
 
 
+def _gives_classes(args) -> bool:
+    """Whether the run writes class codes (the engine's default output, unless --output says otherwise)."""
+    from openeo_cloudmask.udf.cloud_mask import parse_context
+
+    return parse_context(_context(args)).output == "classes"
+
+
 def _check_model(context: dict) -> None:
     """Let the engine refuse the options and load the model (cached for the run) before any other work."""
     from openeo_cloudmask.udf import cloud_mask as engine
@@ -252,7 +259,7 @@ def run_demo(args) -> int:
 
     lines = [f"openeo-cloudmask demo: {about}", _model_line(run.model)]
     quicklook_path = None
-    if args.output in (None, "classes"):
+    if _gives_classes(args):
         codes = _read_mask(mask_path)
         fractions = run.fractions()
         band = {b: i for i, b in enumerate(bands)}
@@ -396,7 +403,7 @@ def run_predict(args) -> int:
         f"openeo-cloudmask predict: {args.input} ({height} x {width} px, {run.blocks} block(s), halo {run.halo} px)",
         _model_line(run.model),
     ]
-    if args.output in (None, "classes"):
+    if _gives_classes(args):
         lines.append("classes:")
         lines.extend(_class_lines(run.fractions()))
     lines.append(f"time:   {time.perf_counter() - started:.1f} s")
