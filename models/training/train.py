@@ -68,7 +68,7 @@ DEFAULT_CONFIG = {
     # scenes.SPLITS: "holdout" keeps scenes.HOLDOUT out (every run that decides something), "all" trains on them
     "split": "holdout",
     # shares of a batch's crops by label source (SOURCES); a source without scenes in the split gives its share away
-    "source_shares": {"synthetic": 0.45, "teacher": 0.3, "human": 0.1, "clear": 0.15},
+    "source_shares": {"synthetic": 0.5, "teacher": 0.3, "human": 0.1, "clear": 0.1},
     "synthetic_class_weights": {"1": 1.0, "2": 1.0, "3": 1.0, "4": 1.2, "5": 0.5},
     # a layer over a bright surface is labelled semi-transparent cloud from this albedo (see synthetic.py)
     "synthetic_semi_albedo": SEMI_ALBEDO,
@@ -80,8 +80,6 @@ DEFAULT_CONFIG = {
     "synthetic_path_radiance": PATH_RADIANCE_PROBABILITY,
     # share of procedural backgrounds that are snow and ice landscapes (synthetic.SNOW_SPECTRA)
     "synthetic_snow_probability": 0.4,
-    # share of synthetic clouds that are light blue, as L2A clouds often are (synthetic.synthesize)
-    "synthetic_blue_cloud_probability": 0.5,
     # shares of the synthetic crops' clear backgrounds (BACKGROUND_SOURCES)
     "background_sources": {"background_scenes": 0.25, "clear_scenes": 0.2, "teacher_clear_crops": 0.2, "procedural": 0.35},
     "teacher_clear_crop_max_cloud_fraction": 0.01,
@@ -204,7 +202,6 @@ class Sampler:
             "semi_albedo_min": config["synthetic_semi_albedo_min"],
             "path_radiance_probability": config["synthetic_path_radiance"],
             "shadow_max_px": config["synthetic_shadow_max_px"],
-            "blue_cloud_probability": config["synthetic_blue_cloud_probability"],
         }
 
     def _background(self, size: int) -> np.ndarray:

@@ -11,9 +11,8 @@ B04 B08) into a cloudy image and its exact label (codes 1..5):
 * **Cloud reflectance**: a conservatively scattering layer of albedo
   A = tau / (tau + 6.5) over a Lambertian surface r gives
   R = A + (1 - A)^2 r / (1 - A r) (the adding formula). A is scaled per band
-  (clouds are nearly grey; in L2A products they are often light blue, blue up
-  to 1.25x red, since the atmospheric correction treats cloud as surface), so thin
-  cloud is partial transmission, not a white paint. A textured "brightness"
+  (clouds are nearly grey), so thin cloud is partial transmission, not a white
+  paint. A textured "brightness"
   (0.4-1.05) adds cloud-top relief; it scales A itself, so shade also lets
   more surface light through.
 * **Labels**: cloud (4) where A >= 0.5, semi-transparent (3) where the
@@ -22,6 +21,9 @@ B04 B08) into a cloudy image and its exact label (codes 1..5):
   reflectance (never below 0.02). Visibility is contrast: a layer of
   A = 0.03 doubles the brightness of open water and is plain to see, while
   over bright land it is lost in the surface's own texture. Below that clear.
+  A layer must also change the mean reflectance by at least 5 % of the
+  surface's (``VISIBLE_CHANGE``): over fresh snow even thick cloud hardly
+  does, and a pixel that looks like snow is labelled as the surface below.
   A pixel with A >= 0.5 is opaque: over vegetation that leaves B08 / B04 at
   about 1.17, a flat, grey-white spectrum (the real-scene rule in the model
   card uses the same flatness).
@@ -54,6 +56,8 @@ SEMI_ALBEDO = 0.07
 SEMI_CONTRAST = 0.6
 SEMI_ALBEDO_MIN = 0.02
 SHADOW_DARKENING = 0.35
+#: A layer is labelled only where it changes the mean reflectance by at least this share of the surface's.
+VISIBLE_CHANGE = 0.05
 #: Share of synthetic scenes given an L1C-like path radiance (top-of-atmosphere look).
 PATH_RADIANCE_PROBABILITY = 0.35
 ALBEDO_TAU = 6.5
@@ -206,12 +210,10 @@ def synthesize(background: np.ndarray, rng: np.random.Generator, margin: int = 6
     surface = background * (floor + (1 - floor) * direct)
     darkening_nir = 1.0 - (floor[3] + (1 - floor[3]) * direct[0])
 
-    # cloud: adding formula with a textured albedo, grey or light blue (L2A clouds often are)
+    # cloud: adding formula with a textured, nearly grey albedo
     albedo = tau / (tau + ALBEDO_TAU)
     brightness = np.clip(rng.uniform(0.75, 1.0) + 0.12 * fractal_noise(rng, (size, size), 2.5), 0.4, 1.05)
-    blue = rng.uniform(1.0, 1.25) if rng.random() < options.get("blue_cloud_probability", 0.0) else 1.0
-    tint = np.array([blue, 0.5 * (1.0 + blue) * 0.99, 0.98, rng.uniform(0.9, 1.0)], np.float32)
-    tint = tint * rng.uniform(0.97, 1.03, 4).astype(np.float32)
+    tint = np.array([1.0, 0.99, 0.98, rng.uniform(0.9, 1.0)], np.float32) * rng.uniform(0.97, 1.03, 4).astype(np.float32)
     a_band = np.clip(albedo[None] * brightness[None] * tint[:, None, None], 0.0, 0.98)
     image = a_band + (1 - a_band) ** 2 * surface / (1 - a_band * surface)
 
@@ -223,8 +225,11 @@ def synthesize(background: np.ndarray, rng: np.random.Generator, margin: int = 6
         options.get("semi_contrast", SEMI_CONTRAST),
         options.get("semi_albedo_min", SEMI_ALBEDO_MIN),
     )
-    label[albedo >= visible] = SEMI
-    label[albedo >= CLOUD_ALBEDO] = CLOUD
+    # a layer must also change what the sensor sees: over fresh snow even a thick cloud hardly does, and a pixel that
+    # looks like the surface is labelled as the surface
+    change = np.abs(image - surface).mean(axis=0) >= VISIBLE_CHANGE * surface.mean(axis=0)
+    label[(albedo >= visible) & change] = SEMI
+    label[(albedo >= CLOUD_ALBEDO) & change] = CLOUD
 
     # sensor and processing variety
     if rng.random() < options.get("path_radiance_probability", PATH_RADIANCE_PROBABILITY):  # L1C-like, Rayleigh-shaped
