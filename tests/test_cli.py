@@ -454,6 +454,8 @@ def test_a_stopped_run_leaves_no_part_file(tmp_path, suffix, signum, exit_code, 
     process = subprocess.Popen(
         [sys.executable, "-m", "openeo_cloudmask", "predict", str(scene), "-o", str(out), "--block-size", "256"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        # a shell starts background jobs (make test &, CI) with SIGINT ignored, and children inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob("*.part")) and process.poll() is None and time.monotonic() < deadline:
