@@ -125,7 +125,7 @@ def mask_lazy(cube: xr.DataArray, context: dict, process: str = PROCESS, chunk_p
     lazy_input = isinstance(array, da.Array)
     if not lazy_input:
         array = da.from_array(np.asarray(array), chunks=-1)
-    chunk = chunk_px or options.chunk(model)
+    chunk = chunk_px or block_options.local_chunk(model)
     chunks = (1, -1) + tuple(
         tiling.axis_chunks(array.shape[axis], chunk, halo, array.chunks[axis] if lazy_input else None) for axis in (2, 3)
     )

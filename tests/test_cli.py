@@ -117,7 +117,7 @@ def test_help_states_the_default_block_size_the_engine_gives(capsys):
     assert main(["predict", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     options = parse_context({})
-    assert f"default: the model card's recommended_chunk, {options.chunk(options.describe())} px for {options.model}" in text
+    assert f"default: the largest block whose halo fits one engine window, {options.local_chunk(options.describe())} px for {options.model}" in text
 
 
 def test_info_shows_the_onnxruntime_threads(monkeypatch, capsys):
@@ -210,8 +210,8 @@ def test_predict_geotiff_matches_whole_scene(scene, scene_tif, tmp_path, tiny_ar
     assert main(["predict", str(scene_tif), "-o", str(out), *tiny_args]) == 0
     np.testing.assert_array_equal(read_mask(out), whole_scene_mask(scene, tiny_context))
     summary = capsys.readouterr().out
-    options = parse_context(tiny_context)  # the default block is the engine's chunk, cut by the tiling module
-    chunk, halo = options.chunk(options.describe()), options.halo(options.describe(), 10.0)
+    options = parse_context(tiny_context)  # the default block is the engine's local chunk, cut by the tiling module
+    chunk, halo = options.local_chunk(options.describe(), 10.0), options.halo(options.describe(), 10.0)
     assert f"{len(tiling.blocks(SIZE, SIZE, chunk, halo))} block(s), halo {halo} px" in summary
     assert str(out) in summary
 

@@ -349,6 +349,9 @@ def test_options_are_frozen_and_know_halo_dtype_bands_and_chunk(tiny_context, ti
     assert options.halo(model, 20.0) == tiling["recommended_overlap"] + 1
     assert options.halo(model) == tiling["recommended_overlap"] + round(25 / model.resolution_m)
     assert options.chunk(model) == tiling["recommended_chunk"]
+    # doors that cut in their own memory take the largest chunk whose halo fits one window, never a smaller one
+    halo = options.halo(model)
+    assert options.local_chunk(model) == max(tiling["recommended_chunk"], tiling["recommended_window"] - 2 * halo)
     assert (options.dtype, options.band_names) == (np.uint8, ["cloud_mask"])
     probabilities = engine.parse_context({"output": "probabilities"})
     assert probabilities.dtype == np.float32 and len(probabilities.band_names) == len(engine.CLASS_CODES)

@@ -232,8 +232,16 @@ class Options:
         return self.overlap(model) + self.buffer_px(self.pixel_size(model, pixel_size_m))
 
     def chunk(self, model: "CloudMaskModel") -> int:
-        """Default chunk edge (px, without halo) for every door that cuts a scene: the card's ``recommended_chunk``."""
+        """Chunk edge (px, without halo) for a backend's executors (``apply_neighborhood`` size, the UDP): the card's
+        ``recommended_chunk``, which keeps each executor's memory small."""
         return model.chunk
+
+    def local_chunk(self, model: "CloudMaskModel", pixel_size_m: float = None) -> int:
+        """Chunk edge for doors that cut a scene in this process's own memory (the Dask process, file blocks): the
+        largest chunk whose halo still fits one engine window (window - 2 x halo), and never below :meth:`chunk`.
+        Fewer, larger chunks repeat less halo work: at 512 px every chunk computes 4x its own pixels."""
+        window = model.window if self.window_size is None else int(self.window_size)
+        return max(self.chunk(model), window - 2 * self.halo(model, pixel_size_m))
 
 
 CONTEXT_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Options)}

@@ -69,12 +69,13 @@ def _band_list(text: str) -> list:
 
 
 def _default_block() -> str:
-    """The default block edge as the engine states it (``Options.chunk``: the card's ``recommended_chunk``)."""
+    """The default block edge as the engine states it (``Options.local_chunk``: the largest block whose halo fits
+    one engine window)."""
     from openeo_cloudmask.udf import cloud_mask as engine
 
     options = engine.parse_context({})
     try:
-        return f"{options.chunk(options.describe())} px for {options.model}"
+        return f"{options.local_chunk(options.describe())} px for {options.model}"
     except engine.CloudMaskError:  # no default model installed: --help still works
         return "see its card"
 
@@ -96,8 +97,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                             f"(default {defaults.radiometric_offset})")
     group.add_argument("--block-size", type=_positive_int, default=None,
                        help=f"pixels per block side while streaming; each block is read with the model's halo "
-                            f"around it, so memory follows this (default: the model card's recommended_chunk, "
-                            f"{_default_block()})")
+                            f"around it, so memory follows this (default: the largest block whose halo fits one "
+                            f"engine window, {_default_block()})")
     group.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -328,7 +328,7 @@ def mask_raster(source: RasterSource, output, context: dict = None, block_size: 
         raise engine.InvalidContextError(
             f"block_size (--block-size) must be at least 64 pixels, got {block_size}", key="block_size"
         )
-    block_size = options.chunk(model) if block_size is None else block_size
+    block_size = options.local_chunk(model) if block_size is None else block_size
     names = options.band_names
     dtype = str(options.dtype)
     height, width = source.shape
