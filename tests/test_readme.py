@@ -132,5 +132,6 @@ def test_quick_start_demo_prints_what_the_readme_shows(tmp_path, monkeypatch, ca
     assert main(["demo", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert same_summary(quick_start_block(), printed), (
-        f"`make demo` printed\n{printed}\nbut the README's quick start shows\n{quick_start_block()}"
+        f"`make demo` printed\n{printed}\nbut the README's quick start shows\n{quick_start_block()}\n"
+        f"A new model or demo scene changes the summary: paste the new one into the README's quick start."
     )
