@@ -15,8 +15,8 @@ $(VENV)/.installed-runtime: setup.cfg setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-# The suite runs the training and ONNX export tests too: the train extra brings torch. pip takes the CPU
-# wheel from its find-links here; elsewhere PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu does.
+# The suite runs the training and ONNX export tests too: the train extra brings torch (the CPU build;
+# pip takes it from this machine's local wheel).
 $(VENV)/.installed-test: setup.cfg setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test,peers,train]"
 	touch $@ $(VENV)/.installed-runtime $(VENV)/.installed-train

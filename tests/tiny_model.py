@@ -104,6 +104,8 @@ def build_tiny_model(directory, window: int = 64, overlap: int = 8) -> Path:
             "seed": 0,
             "data": [],
             "teacher": "none",
+            "opaque_rule": "none (hand-set weights)",
+            "human_labels": "none",
             "config": {},
         },
         "metrics": {},
