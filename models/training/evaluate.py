@@ -416,6 +416,18 @@ def _fmt(value) -> str:
     return f"{value:.3f}"
 
 
+def _labelled_section(title: str, note: str, result: dict) -> list:
+    """Report lines for one set of labelled chips: pooled scores, then cloud F1 per chip."""
+    lines = ["", f"## {title}", ""] + ([note, ""] if note else [])
+    lines += ["| method | precision | recall | F1 |", "|---|---|---|---|"]
+    for m, s in result["pooled"].items():
+        lines.append(f"| {m} | {_fmt(s['precision'])} | {_fmt(s['recall'])} | {_fmt(s['f1'])} |")
+    lines += ["", "| chip | " + " | ".join(METHODS) + " |", "|---" * (len(METHODS) + 1) + "|"]
+    for chip, row in result["per_chip"].items():
+        lines.append(f"| {chip} | " + " | ".join(_fmt(row[m]) for m in METHODS) + " |")
+    return lines
+
+
 def report(metrics: dict, card: dict) -> str:
     split = card["training"]["config"].get("split", {})
     split_name = split.get("split") if isinstance(split, dict) else split
@@ -441,23 +453,15 @@ def report(metrics: dict, card: dict) -> str:
     for row in metrics["targets"]:
         lines.append(f"| {row['target']} | {_fmt(row['ours'])} | {_fmt(row['v1.3.0'])} | {_fmt(row['ukis_csmask'])} | "
                      f"{_fmt(row['bound'])} | {_fmt(row['met'])} |")
-    lines += ["", "## Human labels (On Cloud N, Chifunfu 2020-04-29, 5 chips, pooled)", "",
-              "People drew generous polygons around clouds, so precision against them is high for everyone and "
-              "recall is the harder half. v1.3.0 is not independent here: it was trained on teacher labels of four "
-              "of these images (the `oncloudn_runtime_adw*` chips).", "",
-              "| method | precision | recall | F1 |", "|---|---|---|---|"]
-    for m, s in metrics["human_labels"]["pooled"].items():
-        lines.append(f"| {m} | {_fmt(s['precision'])} | {_fmt(s['recall'])} | {_fmt(s['f1'])} |")
-    lines += ["", "| chip | " + " | ".join(METHODS) + " |", "|---" * (len(METHODS) + 1) + "|"]
-    for chip, row in metrics["human_labels"]["per_chip"].items():
-        lines.append(f"| {chip} | " + " | ".join(_fmt(row[m]) for m in METHODS) + " |")
-    lines += ["", "## Weak labels (cairo_kaggle_weaklabel_*, 5 chips, unverified provenance, validation only)", "",
-              "| method | precision | recall | F1 |", "|---|---|---|---|"]
-    for m, s in metrics["weak_labels"]["pooled"].items():
-        lines.append(f"| {m} | {_fmt(s['precision'])} | {_fmt(s['recall'])} | {_fmt(s['f1'])} |")
-    lines += ["", "| chip | " + " | ".join(METHODS) + " |", "|---" * (len(METHODS) + 1) + "|"]
-    for chip, row in metrics["weak_labels"]["per_chip"].items():
-        lines.append(f"| {chip} | " + " | ".join(_fmt(row[m]) for m in METHODS) + " |")
+    lines += _labelled_section(
+        "Human labels (On Cloud N, Chifunfu 2020-04-29, 5 chips, pooled)",
+        "People drew generous polygons around clouds, so precision against them is high for everyone and recall is the "
+        "harder half. v1.3.0 is not independent here: it was trained on teacher labels of four of these images (the "
+        "`oncloudn_runtime_adw*` chips).",
+        metrics["human_labels"],
+    )
+    lines += _labelled_section("Weak labels (cairo_kaggle_weaklabel_*, 5 chips, unverified provenance, validation only)",
+                               "", metrics["weak_labels"])
     lines += ["", "## Clear scenes: false alarms", "",
               f"False alarm = share of valid pixels given 2, 3 or 4. Water = NDWI > {WATER_NDWI} (the open-sea chip: "
               "all of it).", "",

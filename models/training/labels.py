@@ -33,9 +33,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from openeo_cloudmask.udf.cloud_mask import CLEAR, CLOUD, MISSING, SEMI, SHADOW  # noqa: F401  (the class table)
+
 from openeo_cloudmask.models.training.teacher import UKIS_TO_OURS
 
-CLEAR, SHADOW, SEMI, CLOUD, MISSING = 1, 2, 3, 4, 5
 OPAQUE_MIN_VISIBLE = 0.2
 FLAT_RATIO = (0.8, 1.25)
 SURFACE_RATIO = (0.6, 1.5)

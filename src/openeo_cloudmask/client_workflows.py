@@ -20,7 +20,7 @@ import sys
 from openeo.processes import array_element, neq
 from openeo.rest.datacube import DataCube
 
-from openeo_cloudmask.udf.cloud_mask import DEFAULT_MODEL
+from openeo_cloudmask.udf.cloud_mask import CLEAR, DEFAULT_MODEL  # noqa: F401  (CLEAR: the class table)
 
 BACKEND = "openeo.dataspace.copernicus.eu"
 #: A small area (Ghent, Belgium; about 350 x 220 px at 10 m) and one summer.
@@ -28,7 +28,6 @@ SPATIAL_EXTENT = {"west": 3.68, "south": 51.03, "east": 3.73, "north": 51.05}
 TEMPORAL_EXTENT = ["2023-06-01", "2023-09-01"]
 #: The bands the model reads (its card's ``input.bands``).
 BANDS = ["B02", "B03", "B04", "B08"]
-CLEAR = 1
 
 
 def load_sentinel2(connection=None, spatial_extent=None, temporal_extent=None, bands=None) -> DataCube:

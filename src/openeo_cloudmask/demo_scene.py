@@ -25,6 +25,8 @@ import math
 
 import numpy as np
 
+from openeo_cloudmask.udf.cloud_mask import CLEAR, CLOUD, MISSING, SEMI, SHADOW  # noqa: F401  (the class table)
+
 BANDS = ("B02", "B03", "B04", "B08")
 CRS = "EPSG:32633"
 PIXEL_SIZE_M = 10.0
@@ -33,7 +35,6 @@ ORIGIN = (460000.0, 5110000.0)
 DEFAULT_SEED = 0  # chosen for the demo: cumulus with shadows, cirrus streaks, river, town
 DEFAULT_SIZE = 1024
 
-CLEAR, SHADOW, SEMI, CLOUD, MISSING = 1, 2, 3, 4, 5
 
 # Typical summer surface reflectance (B02, B03, B04, B08) per cover, 0..1.
 _COVER = {

@@ -48,7 +48,8 @@ from __future__ import annotations
 
 import numpy as np
 
-CLEAR, SHADOW, SEMI, CLOUD, MISSING = 1, 2, 3, 4, 5
+from openeo_cloudmask.udf.cloud_mask import CLEAR, CLOUD, MISSING, SEMI, SHADOW  # noqa: F401  (the class table)
+
 CLOUD_ALBEDO = 0.5
 SEMI_ALBEDO = 0.07
 #: Over dark surfaces a thinner layer is visible: semi-transparent from SEMI_CONTRAST x the mean surface
