@@ -215,8 +215,8 @@ def dask_section(plan: Plan, model_id: str, model_dir) -> dict:
 
     The scene (``plan.dask_scene``) is larger than one engine window, so both
     paths pay for overlap: the engine between its inner windows, Dask for the
-    halo around each chunk. Chunks default to the plugin's (card window minus
-    two halos), unless ``plan.dask_chunk`` is set.
+    halo around each chunk. Chunks default to the engine's ``Options.local_chunk`` (card window minus
+    two halos), as the process uses, unless ``plan.dask_chunk`` is set.
     """
     dn, _ = benchmark_scenes.four_band_scene(plan.dask_scene)
     method = masking_methods.our_engine(model_id, model_dir)
@@ -224,7 +224,7 @@ def dask_section(plan: Plan, model_id: str, model_dir) -> dict:
     engine_timing = time_repeats(lambda: method.run(cube), plan.repeats)
     engine_rate = mpx_per_s(plan.dask_scene * plan.dask_scene, engine_timing["median_s"])
     model = engine.load_model(model_id, None if model_dir is None else str(model_dir))
-    chunk = plan.dask_chunk or (model.window - 2 * model.overlap)
+    chunk = plan.dask_chunk or engine.parse_context({"model": model_id}).local_chunk(model)
     rows = []
     for workers in plan.dask_workers:
         _log(f"dask: {workers} worker(s), scene {plan.dask_scene}, chunk {chunk}")
