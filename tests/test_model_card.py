@@ -93,13 +93,13 @@ def test_corrupt_onnx_names_the_file(model_copy):
 
 def test_card_with_other_bands_is_rejected(model_copy):
     _edit(model_copy, lambda raw: raw["input"].update(bands=["B02", "B03", "B04"]))
-    with pytest.raises(ModelCardError, match="4 channels.*3 bands"):
+    with pytest.raises(ModelCardError, match="cloudmask-s2-4band.onnx.*does not take the card's 3 bands"):
         verify_card_against_onnx(model_copy)
 
 
 def test_card_with_other_classes_is_rejected(model_copy):
     _edit(model_copy, lambda raw: raw["output"].update(classes=raw["output"]["classes"][:4]))
-    with pytest.raises(ModelCardError, match="5 channels.*4 classes"):
+    with pytest.raises(ModelCardError, match="cloudmask-s2-4band.onnx.*does not give the card's classes"):
         verify_card_against_onnx(model_copy)
 
 
@@ -123,7 +123,7 @@ def test_overlap_that_cannot_cover_the_receptive_field_is_rejected(model_copy):
 
 def test_card_naming_a_class_output_the_onnx_lacks_is_rejected(model_copy):
     _edit(model_copy, lambda raw: raw["output"].update(classes_name="labels"))
-    with pytest.raises(ModelCardError, match="no output named 'labels'"):
+    with pytest.raises(ModelCardError, match="class-index output 'labels'"):
         verify_card_against_onnx(model_copy)
     from openeo_cloudmask.udf import cloud_mask as engine
 

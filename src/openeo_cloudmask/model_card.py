@@ -18,17 +18,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from openeo_cloudmask.udf.cloud_mask import CLASS_CODES
+
 S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
 
-#: KappaMask class codes. 0 is never produced for valid input.
-KAPPAMASK_CLASSES = {
-    0: "undefined",
-    1: "clear",
-    2: "cloud_shadow",
-    3: "semi_transparent_cloud",
-    4: "cloud",
-    5: "missing",
-}
+#: KappaMask class codes: the engine's table, plus 0, which is never produced for valid input.
+KAPPAMASK_CLASSES = {0: "undefined", **CLASS_CODES}
 
 
 class ModelCardError(ValueError):
@@ -194,49 +189,29 @@ def sha256_of(path: str | Path) -> str:
 
 
 def verify_card_against_onnx(card_path: str | Path) -> ModelCard:
-    """Check that a card and its ONNX file agree: hash, input channels, output classes.
+    """Check a card: its schema (here), then the engine's own card-against-ONNX check (``check_model``: the file's
+    sha256, the input bands, the output classes), the one the engine runs on every load.
 
     Raises :class:`ModelCardError` naming the file and the mismatch.
     """
     import onnxruntime as ort
+
+    from openeo_cloudmask.udf import cloud_mask as engine
 
     card_path = Path(card_path)
     card = load_model_card(card_path)
     onnx_path = card_path.parent / card.onnx_file
     if not onnx_path.is_file():
         raise ModelCardError(f"{card_path}: ONNX file {onnx_path} is missing")
-    actual = sha256_of(onnx_path)
-    if actual != card.onnx_sha256:
-        raise ModelCardError(
-            f"{onnx_path}: sha256 {actual} does not match the card's onnx_sha256 {card.onnx_sha256} "
-            f"(retrain/re-export, or rerun the evaluation script to refresh the card)"
-        )
+    raw, data = json.loads(card_path.read_text()), onnx_path.read_bytes()
     try:
-        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises several unrelated types for corrupt files
-        raise ModelCardError(f"{onnx_path}: onnxruntime cannot load it: {exc}") from None
-    inputs = {i.name: i for i in session.get_inputs()}
-    outputs = {o.name: o for o in session.get_outputs()}
-    if card.input.name not in inputs:
-        raise ModelCardError(f"{onnx_path}: no input named {card.input.name!r}; it has {list(inputs)}")
-    for name in (card.output.name, card.output.classes_name):
-        if name is not None and name not in outputs:
-            raise ModelCardError(f"{onnx_path}: no output named {name!r}; it has {list(outputs)}")
-    if card.output.classes_name is not None:
-        index = outputs[card.output.classes_name]
-        if index.type != "tensor(uint8)" or index.shape[1] != 1:
-            raise ModelCardError(
-                f"{onnx_path}: output {card.output.classes_name!r} is {index.type} {index.shape}, "
-                f"the card says (N, 1, H, W) uint8 class indices"
-            )
-    channels = inputs[card.input.name].shape[1]
-    if channels != len(card.input.bands):
-        raise ModelCardError(
-            f"{onnx_path}: input has {channels} channels, the card lists {len(card.input.bands)} bands {card.input.bands}"
-        )
-    n_classes = outputs[card.output.name].shape[1]
-    if n_classes != len(card.output.classes):
-        raise ModelCardError(
-            f"{onnx_path}: output has {n_classes} channels, the card lists {len(card.output.classes)} classes"
-        )
+        engine.check_model(raw, onnx_bytes=data, where=str(onnx_path),
+                           fix="retrain/re-export, or rerun the evaluation script to refresh the card")
+        try:
+            session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises several unrelated types for corrupt files
+            raise ModelCardError(f"{onnx_path}: onnxruntime cannot load it: {exc}") from None
+        engine.check_model(raw, session=session, where=str(onnx_path))
+    except engine.ModelFileError as exc:
+        raise ModelCardError(str(exc)) from None
     return card

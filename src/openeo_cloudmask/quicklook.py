@@ -10,13 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-#: KappaMask code -> (label, RGB colour). The GeoTIFF colour table uses the same colours.
+from openeo_cloudmask.udf.cloud_mask import CLASS_CODES
+
+#: KappaMask code -> RGB colour. The GeoTIFF colour table uses the same colours.
+CLASS_COLOURS = {1: (70, 150, 70), 2: (60, 45, 140), 3: (120, 200, 250), 4: (250, 250, 250), 5: (0, 0, 0)}
+#: KappaMask code -> (label, RGB colour), the label read from the engine's class table ("cloud_shadow" -> "cloud shadow").
 CLASS_STYLE = {
-    1: ("clear", (70, 150, 70)),
-    2: ("cloud shadow", (60, 45, 140)),
-    3: ("semi-transparent cloud", (120, 200, 250)),
-    4: ("cloud", (250, 250, 250)),
-    5: ("missing", (0, 0, 0)),
+    code: (name.replace("semi_transparent", "semi-transparent").replace("_", " "), CLASS_COLOURS[code])
+    for code, name in CLASS_CODES.items()
 }
 
 
