@@ -72,9 +72,7 @@ def teacher_targets(probs: np.ndarray, dn: np.ndarray, nodata: np.ndarray):
     for ukis_class, codes in UKIS_TO_OURS.items():
         for code in codes:
             member[code - 1] |= winner == ukis_class
-    cloud = member[CLOUD - 1].copy()
-    member[SEMI - 1 : CLOUD] &= cloud_sets(dn)
-    member[SEMI - 1 : CLOUD, ~cloud] = False
+    member[SEMI - 1 : CLOUD] &= cloud_sets(dn)  # teacher cloud: semi-transparent and/or opaque by the rule
     return _with_nodata(member, probs.max(axis=0).copy(), nodata)
 
 

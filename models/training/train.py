@@ -194,7 +194,7 @@ class Sampler:
             for r in real.get("teacher", [])
             if (np.argmax(r.payload, axis=0) > 0).mean() <= cloud_free and not r.scene.nodata.any()
         ]
-        self.clear_scenes = [r for r in real.get("clear", [])]
+        self.clear_scenes = list(real.get("clear", []))
         self.class_weights = np.array([config["synthetic_class_weights"][str(c)] for c in range(1, 6)], np.float32)
         self.synthetic_options = {
             "semi_albedo": config["synthetic_semi_albedo"],
