@@ -21,11 +21,3 @@ def udf_source() -> str:
     """The UDF file exactly as a backend will run it (without an embedded model)."""
     return Path(udf_path()).read_text()
 
-
-def __getattr__(name: str):
-    # Moved to the release package; kept importable here (lazily) for the README's snippet.
-    if name == "udp_namespace_url":
-        from openeo_cloudmask.release.settings import udp_namespace_url
-
-        return udp_namespace_url
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
