@@ -18,3 +18,20 @@ else:
         "OPENEO_BACKEND_CONFIG",
         str(Path(importlib.util.find_spec("openeo_driver").origin).parent / "dummy" / "dummy_config.py"),
     )
+
+
+def serve_dummy_backend():
+    """openeo-driver's dummy backend on 127.0.0.1 (a free port), as a generator: yields its URL, then stops it."""
+    import threading
+
+    from openeo_driver.dummy.dummy_backend import DummyBackendImplementation
+    from openeo_driver.views import build_app
+    from werkzeug.serving import make_server
+
+    app = build_app(backend_implementation=DummyBackendImplementation())
+    http = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{http.server_port}"
+    http.shutdown()
+    thread.join(timeout=10)

@@ -7,7 +7,6 @@ context the driver resolved, on a real coordinate-encoded cube through
 """
 
 import json
-import threading
 
 import numpy as np
 import openeo
@@ -64,17 +63,9 @@ def recorder():
 
 @pytest.fixture(scope="module")
 def server(registered, recorder):
-    from openeo_driver.dummy.dummy_backend import DummyBackendImplementation
-    from openeo_driver.views import build_app
-    from werkzeug.serving import make_server
+    from conftest import serve_dummy_backend
 
-    app = build_app(backend_implementation=DummyBackendImplementation())
-    http = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=http.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{http.server_port}"
-    http.shutdown()
-    thread.join(timeout=10)
+    yield from serve_dummy_backend()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ compared with the engine bit for bit. Refusals (size, login) are one line.
 
 import json
 import subprocess
-import threading
 from pathlib import Path
 
 import openeo
@@ -41,17 +40,9 @@ print(json.dumps({"identical": same, "shape": list(expected.shape)}))
 
 @pytest.fixture(scope="module")
 def server():
-    from openeo_driver.dummy.dummy_backend import DummyBackendImplementation
-    from openeo_driver.views import build_app
-    from werkzeug.serving import make_server
+    from conftest import serve_dummy_backend
 
-    app = build_app(backend_implementation=DummyBackendImplementation())
-    http = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=http.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{http.server_port}"
-    http.shutdown()
-    thread.join(timeout=10)
+    yield from serve_dummy_backend()
 
 
 def test_publish_stores_the_udp_unchanged_and_it_runs_bit_identical(server, tmp_path, monkeypatch, capsys):
