@@ -446,11 +446,12 @@ def test_a_failed_netcdf_run_leaves_nothing_behind(scene, tmp_path, tiny_args, c
 def test_a_stopped_run_leaves_no_part_file(tmp_path, suffix, signum, exit_code, said):
     """A real ``python -m openeo_cloudmask`` process, sent SIGTERM (or Ctrl-C's SIGINT) while it writes its ``.part`` file."""
     rng = np.random.default_rng(0)
-    dn = rng.integers(300, 9000, (4, 1024, 1024), dtype=np.uint16)
+    # 128 blocks: several seconds even on a fast host (CI once finished 16 blocks, 0.6 s, before the signal came)
+    dn = rng.integers(300, 9000, (4, 2048, 4096), dtype=np.uint16)
     scene = write_stack(tmp_path / "scene.tif", dn, ["B02", "B03", "B04", "B08"], "EPSG:32633",
                         rasterio.transform.from_origin(500000, 5000000, 10, 10))
     out = tmp_path / f"mask{suffix}"
-    # the real model in 256 px blocks, each read with its 256 px halo: 16 blocks, seconds of work
+    # the real model in 256 px blocks, each read with its 256 px halo
     process = subprocess.Popen(
         [sys.executable, "-m", "openeo_cloudmask", "predict", str(scene), "-o", str(out), "--block-size", "256"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
