@@ -86,7 +86,7 @@ def raw_inference(model_id: str, model_dir) -> Method:
         dn = scene["four_band"].astype(np.float32)
         _, h, w = dn.shape
         if h % multiple or w % multiple:
-            dn = engine._pad_to(dn, -(-h // multiple) * multiple, -(-w // multiple) * multiple)
+            dn = np.pad(dn, ((0, 0), (0, -h % multiple), (0, -w % multiple)), mode="reflect")
         return np.ascontiguousarray(dn[None])
 
     return Method(

@@ -9,6 +9,7 @@ import pytest
 from openeo_cloudmask.models.training import labels, scenes
 from openeo_cloudmask.models.training.teacher import ukis_classes_as_ours
 from openeo_cloudmask.synthetic import (
+    CLOUD,
     CLOUD_KINDS,
     SEMI,
     SEMI_ALBEDO,
@@ -71,6 +72,16 @@ def test_a_lower_contrast_threshold_labels_fainter_haze_over_dark_surfaces_only(
     desert = _uniform_surface("desert", 2)  # bright land (unshadowed): the absolute threshold still rules
     assert np.all(semi_threshold(desert, contrast=0.3, floor=0.01) == SEMI_ALBEDO)
     assert semi_threshold(_uniform_surface("water", 2), contrast=0.3, floor=0.01).max() < 0.011
+
+
+def test_a_lower_opaque_threshold_turns_only_semi_transparent_pixels_into_cloud():
+    options = {"kinds": ["cumulus"], "nodata": False}
+    dn, label = synthesize(_uniform_surface("vegetation"), np.random.default_rng(5), margin=16, options=options)
+    dn_low, label_low = synthesize(_uniform_surface("vegetation"), np.random.default_rng(5), margin=16,
+                                   options=dict(options, cloud_albedo=0.4))
+    np.testing.assert_array_equal(dn, dn_low)  # the same image: only its labels move
+    moved = label != label_low
+    assert moved.any() and np.all(label[moved] == SEMI) and np.all(label_low[moved] == CLOUD)
 
 
 def test_shift_is_roll_without_wrap_around():

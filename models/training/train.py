@@ -36,6 +36,7 @@ from openeo_cloudmask.models.training import scenes as scene_io
 from openeo_cloudmask.models.training.card import CARD_PATH, ONNX_PATH, build_card, write_card
 from openeo_cloudmask.models.training.teacher import TEACHER_DESCRIPTION, teacher_probabilities
 from openeo_cloudmask.synthetic import (
+    CLOUD_ALBEDO,
     PATH_RADIANCE_PROBABILITY,
     SEMI_ALBEDO,
     SEMI_ALBEDO_MIN,
@@ -70,6 +71,8 @@ DEFAULT_CONFIG = {
     # shares of a batch's crops by label source (SOURCES); a source without scenes in the split gives its share away
     "source_shares": {"synthetic": 0.5, "teacher": 0.3, "human": 0.1, "clear": 0.1},
     "synthetic_class_weights": {"1": 1.0, "2": 1.0, "3": 1.0, "4": 1.2, "5": 0.5},
+    # a layer is labelled opaque cloud from this albedo (see synthetic.py)
+    "synthetic_cloud_albedo": CLOUD_ALBEDO,
     # a layer over a bright surface is labelled semi-transparent cloud from this albedo (see synthetic.py)
     "synthetic_semi_albedo": SEMI_ALBEDO,
     # ... and over dark surfaces from this x the surface's mean reflectance, never below the minimum
@@ -197,6 +200,7 @@ class Sampler:
         self.clear_scenes = list(real.get("clear", []))
         self.class_weights = np.array([config["synthetic_class_weights"][str(c)] for c in range(1, 6)], np.float32)
         self.synthetic_options = {
+            "cloud_albedo": config["synthetic_cloud_albedo"],
             "semi_albedo": config["synthetic_semi_albedo"],
             "semi_contrast": config["synthetic_semi_contrast"],
             "semi_albedo_min": config["synthetic_semi_albedo_min"],

@@ -173,8 +173,8 @@ def synthesize(background: np.ndarray, rng: np.random.Generator, margin: int = 6
     cast no shadow into it). ``options`` can force ``kinds`` (list of cloud kinds), ``nodata`` (bool),
     ``shadow_px`` (shadow distance) for tests, and set ``pixel_m`` (the pixel size, for shadow lengths),
     ``shadow_max_px`` (the longest shadow), the semi-transparent threshold (:func:`semi_threshold`):
-    ``semi_albedo``, ``semi_contrast`` and ``semi_albedo_min``, and ``path_radiance_probability`` (the share
-    given an L1C look).
+    ``semi_albedo``, ``semi_contrast`` and ``semi_albedo_min``, the opaque threshold ``cloud_albedo``, and
+    ``path_radiance_probability`` (the share given an L1C look).
     """
     options = options or {}
     _, size, _ = background.shape
@@ -230,7 +230,7 @@ def synthesize(background: np.ndarray, rng: np.random.Generator, margin: int = 6
     # looks like the surface is labelled as the surface
     change = np.abs(image - surface).mean(axis=0) >= VISIBLE_CHANGE * surface.mean(axis=0)
     label[(albedo >= visible) & change] = SEMI
-    label[(albedo >= CLOUD_ALBEDO) & change] = CLOUD
+    label[(albedo >= options.get("cloud_albedo", CLOUD_ALBEDO)) & change] = CLOUD
 
     # sensor and processing variety
     if rng.random() < options.get("path_radiance_probability", PATH_RADIANCE_PROBABILITY):  # L1C-like, Rayleigh-shaped

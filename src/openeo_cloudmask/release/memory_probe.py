@@ -64,17 +64,13 @@ def _measure_once(args: dict, threads: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure_memory(card: dict, udf_code: str, design_dates: int, threads: int, chunk_px: int = None,
+def measure_memory(card: dict, udf_code: str, design_dates: int, threads: int, chunk_px: int,
                    dates=None, context: dict = None) -> dict:
     """Peak RSS of a fresh Python running ``udf_code`` on one chunk, for 1, 12 and ``design_dates`` dates.
 
-    The chunk is the UDP's (``size + 2 * overlap`` px square) unless ``chunk_px`` is
-    given; onnxruntime runs ``threads`` threads, as the UDP sets them.
+    The chunk is ``chunk_px`` square (the UDP's ``size + 2 * overlap``, which udp_build
+    asks the engine for); onnxruntime runs ``threads`` threads, as the UDP sets them.
     """
-    from openeo_cloudmask.release.udp_build import neighborhood_window
-
-    size, overlap = neighborhood_window(card)
-    chunk_px = chunk_px or size + 2 * overlap
     dates = sorted(set(dates or (1, 12, design_dates)))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "udf.py"

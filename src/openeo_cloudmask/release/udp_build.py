@@ -290,7 +290,9 @@ def main(argv=None) -> int:
 
             card = load_card(args.model, args.models_dir)
             code = embedded_udf_code(body.udf_source(), *model_files(card, args.models_dir))
-            record = measure_memory(card, code, design_dates=DESIGN_DATES, threads=TASK_CPUS)
+            size, overlap = neighborhood_window(card)
+            record = measure_memory(card, code, design_dates=DESIGN_DATES, threads=TASK_CPUS,
+                                    chunk_px=size + 2 * overlap)
             args.memory_record.write_text(json.dumps(record, indent=2) + "\n")
             runs = ", ".join(f"{run['dates']} dates {run['peak_rss_mib']:.0f} MiB" for run in record["runs"])
             print(f"measured {runs} for {record['chunk_px']} px chunks -> {args.memory_record}")
