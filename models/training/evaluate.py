@@ -156,8 +156,11 @@ def _share(mask: np.ndarray, of: np.ndarray):
 # --------------------------------------------------------------------------- evaluations
 
 
-def synthetic_test_set(n_scenes: int, size: int = 256) -> list:
-    """Held-out synthetic scenes (fixed seed) on backgrounds never used in training; 10 m and 20 m pixels."""
+def synthetic_test_set(n_scenes: int, size: int = 256, labels: dict | None = None) -> list:
+    """Held-out synthetic scenes (fixed seed) on backgrounds never used in training; 10 m and 20 m pixels.
+
+    ``labels``: synthesize() options that move the label definition (``cloud_albedo``); the images stay the same.
+    """
     rng = np.random.default_rng(SYNTHETIC_SEED)
     backgrounds = [s.dn / 10000.0 for s in scene_io.load_group(scene_io.SYNTHETIC_EVAL_BACKGROUNDS)]
     out = []
@@ -167,12 +170,12 @@ def synthetic_test_set(n_scenes: int, size: int = 256) -> list:
         y = rng.integers(0, bg.shape[1] - size * factor + 1)
         x = rng.integers(0, bg.shape[2] - size * factor + 1)
         crop = downsample(bg[:, y : y + size * factor, x : x + size * factor], factor).astype(np.float32)
-        out.append(synthesize(np.clip(crop, 0.0005, 1.2), rng, options={"pixel_m": 10.0 * factor}))
+        out.append(synthesize(np.clip(crop, 0.0005, 1.2), rng, options={**(labels or {}), "pixel_m": 10.0 * factor}))
     return out
 
 
-def evaluate_synthetic(n_scenes: int, model_dir: Path, log) -> tuple[dict, list]:
-    test = synthetic_test_set(n_scenes)
+def evaluate_synthetic(n_scenes: int, model_dir: Path, log, labels: dict | None = None) -> tuple[dict, list]:
+    test = synthetic_test_set(n_scenes, labels=labels)
     truth = np.concatenate([label.ravel() for _, label in test])
     preds = {m: [] for m in METHODS}
     for dn, _ in test:
@@ -473,7 +476,8 @@ def report(metrics: dict, card: dict) -> str:
               "| set | " + " | ".join(METHODS) + " |", "|---" * (len(METHODS) + 1) + "|"]
     for name, row in metrics["opaque_share"].items():
         lines.append(f"| {name} | " + " | ".join(_fmt(row[m]) for m in METHODS) + " |")
-    lines += ["", f"## Held-out synthetic scenes ({metrics['synthetic_scenes']} scenes of 256 px, seed {SYNTHETIC_SEED})", "",
+    moved = "".join(f", labels with {k} = {v}" for k, v in metrics.get("synthetic_labels", {}).items())
+    lines += ["", f"## Held-out synthetic scenes ({metrics['synthetic_scenes']} scenes of 256 px, seed {SYNTHETIC_SEED}{moved})", "",
               "| class | " + " | ".join(f"{m} F1" for m in METHODS) + " |", "|---" * (len(METHODS) + 1) + "|"]
     for cls in list(CLASS_NAMES.values()) + ["cloud_or_semi"]:
         cells = []
@@ -498,6 +502,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="The real-scene scorecard: ours beside v1.3.0, ukis-csmask and a floor.")
     parser.add_argument("--synthetic-scenes", type=int, default=48)
     parser.add_argument("--skip-speed", action="store_true", help="do not measure throughput")
+    parser.add_argument("--synthetic-cloud-albedo", type=float, default=None,
+                        help="score the synthetic set with opaque cloud from this albedo (default: the generator's)")
     parser.add_argument("--model-dir", type=Path, default=MODELS_DIR, help="folder with the ONNX file and card; "
                         "EVALUATION.md and figures/ are written there too")
     args = parser.parse_args(argv)
@@ -513,7 +519,10 @@ def main(argv=None) -> int:
     metrics = {"synthetic_scenes": args.synthetic_scenes}
     real, figure_rows = evaluate_real(model_dir, log)
     metrics.update(real)
-    metrics["synthetic"], synthetic_rows = evaluate_synthetic(args.synthetic_scenes, model_dir, log)
+    labels = None if args.synthetic_cloud_albedo is None else {"cloud_albedo": args.synthetic_cloud_albedo}
+    metrics["synthetic"], synthetic_rows = evaluate_synthetic(args.synthetic_scenes, model_dir, log, labels)
+    if labels:
+        metrics["synthetic_labels"] = labels
     if not args.skip_speed:
         metrics["speed"] = speed(model_dir)
         log(f"speed: {metrics['speed']}")
