@@ -25,8 +25,10 @@ person calls cloud is
   < ``SURFACE_RATIO[0]``);
 * either {3, 4} otherwise: the network decides from context what the spectrum cannot.
 
-The bounds mirror the synthetic generator's own threshold: a layer of albedo 0.5 (where synthetic cloud
-becomes opaque) over vegetation leaves B08 / B04 at about 1.17, and at albedo 0.35 at about 1.4.
+Over the synthetic generator's vegetation spectrum a layer flattens B08 / B04 to 1.25 at albedo 0.43 and leaves it
+above 1.5 below albedo 0.3. The generator calls cloud opaque from albedo 0.5 (``synthetic.CLOUD_ALBEDO``), so layers of
+albedo 0.43-0.5 are semi-transparent on synthetic crops and opaque here (see models/EXPERIMENTS.md, "one opaque
+definition", for the run that moved the generator's line).
 """
 
 from __future__ import annotations

@@ -24,9 +24,13 @@ B04 B08) into a cloudy image and its exact label (codes 1..5):
   A layer must also change the mean reflectance by at least 5 % of the
   surface's (``VISIBLE_CHANGE``): over fresh snow even thick cloud hardly
   does, and a pixel that looks like snow is labelled as the surface below.
-  A pixel with A >= 0.5 is opaque: over vegetation that leaves B08 / B04 at
-  about 1.17, a flat, grey-white spectrum (the real-scene rule in the model
-  card uses the same flatness).
+  A pixel with A >= 0.5 (``cloud_albedo``) is opaque: over vegetation that
+  leaves B08 / B04 at about 1.17, a flat, grey-white spectrum. The real-scene
+  rule of the model card (models/training/labels.py) calls a layer flat from
+  1.25, which over vegetation is A = 0.43, so layers of A 0.43-0.5 are
+  semi-transparent here and opaque on real scenes. Moving this line to 0.4
+  raised the opaque share on real cumulus but was not shipped (EXPERIMENTS.md,
+  "one opaque definition").
 * **Shadows**: the thickness field is shifted along the sun azimuth by
   cloud height / tan(sun elevation); only clouds inside the crop cast
   shadows (a shadow never comes without its cloud in view), at most
