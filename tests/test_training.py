@@ -9,6 +9,7 @@ import pytest
 from openeo_cloudmask.models.training import labels, scenes
 from openeo_cloudmask.models.training.teacher import ukis_classes_as_ours
 from openeo_cloudmask.synthetic import (
+    CLEAR,
     CLOUD,
     CLOUD_KINDS,
     SEMI,
@@ -82,6 +83,28 @@ def test_a_lower_opaque_threshold_turns_only_semi_transparent_pixels_into_cloud(
     np.testing.assert_array_equal(dn, dn_low)  # the same image: only its labels move
     moved = label != label_low
     assert moved.any() and np.all(label[moved] == SEMI) and np.all(label_low[moved] == CLOUD)
+
+
+def test_a_cloud_free_synthetic_crop_is_all_clear_even_when_dark_and_l1c_blue():
+    # the darkest procedural surface the sampler can make, with the L1C path radiance that makes it look bluish
+    dark = _uniform_surface("water") * 0.55
+    dn, label = synthesize(dark, np.random.default_rng(6), margin=16,
+                           options={"kinds": [], "nodata": False, "path_radiance_probability": 1.0})
+    assert np.all(label == CLEAR)
+    assert dn[0].mean() > dn[3].mean()  # bluish: it is the look of a shadow's diffuse floor, and still clear
+
+
+def test_the_sampler_draws_cloud_free_synthetic_crops_only_when_asked():
+    from openeo_cloudmask.models.training import train
+
+    dn, _ = demo_scene(seed=1)
+    counts = {}
+    for share in (0.0, 1.0):
+        config = dict(train.DEFAULT_CONFIG, crop=64, synthetic_margin=16, synthetic_cloud_free=share)
+        sampler = train.Sampler(config, {}, [dn / 10000.0], np.random.default_rng(0))
+        members = [sampler.synthetic(64)[1] for _ in range(4)]
+        counts[share] = sum(bool(m[1:4].any()) for m in members)  # crops with any shadow or cloud
+    assert counts[1.0] == 0 and counts[0.0] > 0
 
 
 def test_shift_is_roll_without_wrap_around():

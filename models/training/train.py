@@ -79,6 +79,9 @@ DEFAULT_CONFIG = {
     "synthetic_semi_contrast": SEMI_CONTRAST,
     "synthetic_semi_albedo_min": SEMI_ALBEDO_MIN,
     "synthetic_shadow_max_px": SHADOW_MAX_PX,
+    # share of synthetic crops drawn without any cloud layer: a dark or bluish (L1C path radiance) surface with no
+    # cloud in view is clear, not shadow
+    "synthetic_cloud_free": 0.0,
     # share of synthetic crops given an L1C-like (Rayleigh-shaped) path radiance
     "synthetic_path_radiance": PATH_RADIANCE_PROBABILITY,
     # share of procedural backgrounds that are snow and ice landscapes (synthetic.SNOW_SPECTRA)
@@ -232,6 +235,8 @@ class Sampler:
         background = background * rng.uniform(*cfg["background_brightness"])
         background = np.clip(background, 0.0005, 1.2).astype(np.float32)
         options = dict(self.synthetic_options, pixel_m=10.0 * factor)
+        if cfg["synthetic_cloud_free"] and rng.random() < cfg["synthetic_cloud_free"]:
+            options["kinds"] = []
         dn, label = synthesize(background, rng, margin=cfg["synthetic_margin"], options=options)
         member = np.stack([label == code for code in range(1, 6)])
         return dn, member, self.class_weights[label - 1]

@@ -174,7 +174,7 @@ def synthesize(background: np.ndarray, rng: np.random.Generator, margin: int = 6
     """Composite clouds and shadows onto ``background`` (4, S, S) reflectance; returns (dn float32, label uint8).
 
     ``margin``: the cloud field is drawn on a canvas this much larger on every side (its clouds outside the crop
-    cast no shadow into it). ``options`` can force ``kinds`` (list of cloud kinds), ``nodata`` (bool),
+    cast no shadow into it). ``options`` can force ``kinds`` (list of cloud kinds; ``[]`` gives a cloud-free crop), ``nodata`` (bool),
     ``shadow_px`` (shadow distance) for tests, and set ``pixel_m`` (the pixel size, for shadow lengths),
     ``shadow_max_px`` (the longest shadow), the semi-transparent threshold (:func:`semi_threshold`):
     ``semi_albedo``, ``semi_contrast`` and ``semi_albedo_min``, the opaque threshold ``cloud_albedo``, and
@@ -184,7 +184,9 @@ def synthesize(background: np.ndarray, rng: np.random.Generator, margin: int = 6
     _, size, _ = background.shape
     canvas = size + 2 * margin
     n_layers = int(rng.choice([1, 1, 2, 2, 3]))
-    kinds = options.get("kinds") or list(rng.choice(CLOUD_KINDS, size=n_layers, p=[0.3, 0.15, 0.2, 0.2, 0.15]))
+    kinds = options.get("kinds")
+    if kinds is None:
+        kinds = list(rng.choice(CLOUD_KINDS, size=n_layers, p=[0.3, 0.15, 0.2, 0.2, 0.15]))
 
     # per layer: thickness on the canvas and its shadow shift (cloud height / tan(sun elevation)); only clouds
     # inside the crop cast shadows, so a shadow always has its cloud in view
