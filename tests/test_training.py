@@ -208,12 +208,12 @@ def test_missing_data_folder_gives_one_clear_line(monkeypatch, tmp_path):
 
 
 def test_scripts_stop_on_missing_data_before_work(monkeypatch, tmp_path):
-    from openeo_cloudmask.models.training import evaluate, train
+    from openeo_cloudmask.models.training import evaluate, false_shadow, train
 
     monkeypatch.setenv(scenes.DATA_ENV, str(tmp_path / "absent"))
-    for main in (train.main, evaluate.main):
+    for main, argv in ((train.main, []), (evaluate.main, []), (false_shadow.main, ["--model-dir", str(tmp_path)])):
         with pytest.raises(SystemExit, match="absent"):
-            main([])
+            main(argv)
 
 
 def test_split_keeps_held_out_acquisitions_out_of_runs_that_decide():
