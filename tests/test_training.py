@@ -249,7 +249,7 @@ def test_teacher_targets_map_classes_and_split_cloud_by_the_opaque_rule():
     probs += 0.05
     nodata = np.array([[False, False], [False, True]])
     dn = np.full((4, 2, 2), 4500.0, np.float32)  # bright and flat everywhere
-    member, weight = labels.teacher_targets(probs, dn, nodata)
+    member, weight = labels.teacher_targets(probs, dn, nodata, None)
     assert member[:, 0, 0].tolist() == [True, False, False, False, False]  # clear
     assert member[:, 0, 1].tolist() == [False, False, False, True, False]  # cloud, bright and flat: opaque
     assert member[:, 1, 0].tolist() == [False, True, False, False, False]  # shadow
@@ -257,6 +257,24 @@ def test_teacher_targets_map_classes_and_split_cloud_by_the_opaque_rule():
     assert weight[0, 0] == pytest.approx(0.95) and weight[1, 1] == 1.0
     codes = ukis_classes_as_ours(np.array([[0, 1], [2, 1]]), nodata)
     assert codes.tolist() == [[1, 4], [2, 5]]
+
+
+def test_teacher_shadow_without_its_cloud_in_the_crop_weighs_nothing():
+    probs = np.full((3, 10, 10), 0.05, np.float32)
+    probs[0] = 0.9  # clear
+    probs[2, :, :6] = 0.95  # shadow on 60 % of the crop
+    dn = np.full((4, 10, 10), 4500.0, np.float32)
+    nodata = np.zeros((10, 10), bool)
+    _, weight = labels.teacher_targets(probs, dn, nodata, 2.0)  # no cloud in view: the shadow is a guess
+    assert np.all(weight[:, :6] == 0) and np.all(weight[:, 6:] == pytest.approx(0.9))
+    probs[1, :, 6:] = 0.97  # cloud on 40 %: 1.5 x as much shadow as cloud
+    member, weight = labels.teacher_targets(probs, dn, nodata, 2.0)
+    assert np.all(weight[:, :6] == pytest.approx(0.95)) and member[1, 0, 0]
+    _, weight = labels.teacher_targets(probs, dn, nodata, 1.0)  # a stricter bound drops it again
+    assert np.all(weight[:, :6] == 0)
+    probs[1, :, 6:] = 0.05
+    _, weight = labels.teacher_targets(probs, dn, nodata, None)  # None keeps every shadow, as shipped
+    assert np.all(weight[:, :6] == pytest.approx(0.95))
 
 
 def test_human_targets_ignore_a_band_around_drawn_edges_and_allow_not_cloud_elsewhere():

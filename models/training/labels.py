@@ -4,7 +4,11 @@ A target is a *set* of allowed classes per pixel (membership (5, H, W) bool over
 that the classes in the set together are likely), so a source says only what it knows:
 
 * **teacher** (teacher.py): clear -> {1}, shadow -> {2}, cloud -> the opaque rule's set; weight = the
-  ensemble's confidence (its top probability).
+  ensemble's confidence (its top probability). A shadow needs its cloud in view: in a crop where the teacher's
+  shadow covers more than ``shadow_per_cloud`` times the area of its cloud, the shadow pixels weigh 0. A cloud's
+  shadow has the cloud's area, so more shadow than that is a guess from darkness (a dim date, a shadow whose
+  cloud is outside the crop) that the network could not check; the synthetic generator draws shadows only from
+  clouds in view for the same reason.
 * **human** (``label_human``): 1 -> the opaque rule's set, 0 -> "not cloud" {1, 2}. People draw cloud edges
   generously (polygons around the cloud, thin haze and some shadow inside), so a band of
   ``human_edge_px`` pixels on each side of a drawn edge gets weight 0: the model learns cloud from the
@@ -67,15 +71,24 @@ def _with_nodata(member: np.ndarray, weight: np.ndarray, nodata: np.ndarray):
     return member, weight.astype(np.float32)
 
 
-def teacher_targets(probs: np.ndarray, dn: np.ndarray, nodata: np.ndarray):
-    """(membership (5, H, W), weight (H, W)) from teacher probabilities (3, H, W) in ukis order."""
+def teacher_targets(probs: np.ndarray, dn: np.ndarray, nodata: np.ndarray, shadow_per_cloud: float | None):
+    """(membership (5, H, W), weight (H, W)) from teacher probabilities (3, H, W) in ukis order.
+
+    ``shadow_per_cloud``: the most teacher shadow per unit of teacher cloud in the crop for the shadow to count
+    (module docstring); None counts every shadow."""
     winner = np.argmax(probs, axis=0)
     member = np.zeros((5,) + winner.shape, dtype=bool)
     for ukis_class, codes in UKIS_TO_OURS.items():
         for code in codes:
             member[code - 1] |= winner == ukis_class
     member[SEMI - 1 : CLOUD] &= cloud_sets(dn)  # teacher cloud: semi-transparent and/or opaque by the rule
-    return _with_nodata(member, probs.max(axis=0).copy(), nodata)
+    weight = probs.max(axis=0).copy()
+    if shadow_per_cloud is not None:
+        shadow = member[SHADOW - 1] & ~nodata
+        cloud = (member[SEMI - 1] | member[CLOUD - 1]) & ~nodata
+        if shadow.sum() > shadow_per_cloud * cloud.sum():
+            weight[shadow] = 0.0
+    return _with_nodata(member, weight, nodata)
 
 
 def human_targets(label: np.ndarray, dn: np.ndarray, nodata: np.ndarray, edge_px: int):

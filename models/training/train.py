@@ -89,6 +89,9 @@ DEFAULT_CONFIG = {
     # shares of the synthetic crops' clear backgrounds (BACKGROUND_SOURCES)
     "background_sources": {"background_scenes": 0.25, "clear_scenes": 0.2, "teacher_clear_crops": 0.2, "procedural": 0.35},
     "teacher_clear_crop_max_cloud_fraction": 0.01,
+    # a crop's teacher shadow counts only if it covers at most this many times the area of the crop's teacher cloud
+    # (a shadow needs its cloud in view, labels.py); null counts every teacher shadow (as shipped)
+    "teacher_shadow_per_cloud": None,
     # clear backgrounds are scaled by this (dark and bright surfaces without clouds are not shadow/cloud)
     "background_brightness": [0.55, 1.5],
     "synthetic_margin": 64,
@@ -177,7 +180,7 @@ class RealScene:
 
     def targets(self, dn: np.ndarray, payload, nodata: np.ndarray, config: dict):
         if self.source == "teacher":
-            return labels.teacher_targets(payload, dn, nodata)
+            return labels.teacher_targets(payload, dn, nodata, config["teacher_shadow_per_cloud"])
         if self.source == "human":
             return labels.human_targets(payload[0], dn, nodata, config["human_edge_px"])
         return labels.clear_targets(nodata)
