@@ -398,6 +398,24 @@ def finish(model, config: dict, out_dir: Path, minutes: float, final_loss: float
     return record
 
 
+def with_overrides(config: dict, items: list, error) -> dict:
+    """``config`` with each ``KEY=JSON`` of ``items`` (``--set``) applied and checked; ``error`` reports a bad one."""
+    config = dict(config)
+    for item in items:
+        key, _, value = item.partition("=")
+        if key not in config:
+            error(f"--set {item}: unknown key {key!r}; keys: {', '.join(sorted(config))}")
+        try:
+            config[key] = json.loads(value)
+        except json.JSONDecodeError:
+            error(f"--set {item}: the value must be JSON, e.g. --set '{key}=\"{value}\"' for a string")
+    try:
+        check_config(config)
+    except ValueError as err:
+        error(f"--set: {err}")
+    return config
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Train the cloud-mask model (defaults reproduce the shipped model).")
     parser.add_argument("--steps", type=int, default=DEFAULT_CONFIG["max_steps"], help="optimiser steps (the budget)")
@@ -411,19 +429,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     scene_io.shared_data_dir()  # exits with one clear line when the data are missing, before torch loads
     config = dict(DEFAULT_CONFIG, max_steps=args.steps, seed=args.seed, torch_threads=args.threads, split=args.split)
-    for item in args.set:
-        key, _, value = item.partition("=")
-        if key not in config:
-            parser.error(f"--set {item}: unknown key {key!r}; keys: {', '.join(sorted(config))}")
-        try:
-            config[key] = json.loads(value)
-        except json.JSONDecodeError:
-            parser.error(f"--set {item}: the value must be JSON, e.g. --set '{key}=\"{value}\"' for a string")
-
-    try:
-        check_config(config)
-    except ValueError as error:
-        parser.error(f"--set: {error}")
+    config = with_overrides(config, args.set, parser.error)
 
     def log(message: str) -> None:
         print(message, flush=True)
