@@ -30,9 +30,9 @@ person calls cloud is
 * either {3, 4} otherwise: the network decides from context what the spectrum cannot.
 
 Over the synthetic generator's vegetation spectrum a layer flattens B08 / B04 to 1.25 at albedo 0.43 and leaves it
-above 1.5 below albedo 0.3. The generator calls cloud opaque from albedo 0.5 (``synthetic.CLOUD_ALBEDO``), so layers of
-albedo 0.43-0.5 are semi-transparent on synthetic crops and opaque here (see models/EXPERIMENTS.md, "one opaque
-definition", for the run that moved the generator's line).
+above 1.5 below albedo 0.3. The generator calls cloud opaque from albedo 0.4 (``synthetic.CLOUD_ALBEDO``), so no
+synthetic label over vegetation contradicts this rule (up to v2.0.0 the generator's line was 0.5: see
+models/EXPERIMENTS.md, "one opaque definition").
 """
 
 from __future__ import annotations
@@ -52,6 +52,14 @@ RULE_DESCRIPTION = (
     f"flat: the surface is hidden), semi-transparent (3) where B08/B04 > {SURFACE_RATIO[1]} or < "
     f"{SURFACE_RATIO[0]} (vegetation's red edge or water's NIR absorption shows through), either otherwise"
 )
+
+
+def teacher_shadow_text(shadow_per_cloud: float | None) -> str:
+    """The card's line on which teacher shadows count (``teacher_shadow_per_cloud``)."""
+    if shadow_per_cloud is None:
+        return "Every teacher shadow counts."
+    return (f"A shadow needs its cloud in view: in a crop where the teacher's shadow covers more than {shadow_per_cloud:g} "
+            "times the area of the teacher's cloud, the shadow pixels weigh 0.")
 
 
 def cloud_sets(dn: np.ndarray) -> np.ndarray:

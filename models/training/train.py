@@ -52,9 +52,9 @@ CONFIG_PATH = Path(__file__).resolve().parent / "config.json"
 SOURCES = ("synthetic", "teacher", "human", "clear")
 BACKGROUND_SOURCES = ("background_scenes", "clear_scenes", "teacher_clear_crops", "procedural")
 DEFAULT_CONFIG = {
-    "version": "2.0.0",
+    "version": "2.1.0",
     "seed": 20260101,
-    "max_steps": 4000,
+    "max_steps": 6000,
     "widths": [24, 48, 80, 128],
     "stem": 4,
     # the pixel head's hidden channels (network.PixelHead; 0 = linear in the pixel's bands)
@@ -69,7 +69,7 @@ DEFAULT_CONFIG = {
     # scenes.SPLITS: "holdout" keeps scenes.HOLDOUT out (every run that decides something), "all" trains on them
     "split": "holdout",
     # shares of a batch's crops by label source (SOURCES); a source without scenes in the split gives its share away
-    "source_shares": {"synthetic": 0.5, "teacher": 0.3, "human": 0.1, "clear": 0.1},
+    "source_shares": {"synthetic": 0.45, "teacher": 0.3, "human": 0.1, "clear": 0.15},
     "synthetic_class_weights": {"1": 1.0, "2": 1.0, "3": 1.0, "4": 1.2, "5": 0.5},
     # a layer is labelled opaque cloud from this albedo (see synthetic.py)
     "synthetic_cloud_albedo": CLOUD_ALBEDO,
@@ -90,8 +90,8 @@ DEFAULT_CONFIG = {
     "background_sources": {"background_scenes": 0.25, "clear_scenes": 0.2, "teacher_clear_crops": 0.2, "procedural": 0.35},
     "teacher_clear_crop_max_cloud_fraction": 0.01,
     # a crop's teacher shadow counts only if it covers at most this many times the area of the crop's teacher cloud
-    # (a shadow needs its cloud in view, labels.py); null counts every teacher shadow (as shipped)
-    "teacher_shadow_per_cloud": None,
+    # (a shadow needs its cloud in view, labels.py); null counts every teacher shadow (up to v2.0.0)
+    "teacher_shadow_per_cloud": 2.0,
     # clear backgrounds are scaled by this (dark and bright surfaces without clouds are not shadow/cloud)
     "background_brightness": [0.55, 1.5],
     "synthetic_margin": 64,
@@ -392,7 +392,8 @@ def finish(model, config: dict, out_dir: Path, minutes: float, final_loss: float
         "recommended_overlap": config["recommended_overlap"],
         "recommended_chunk": config["recommended_chunk"],
     }
-    card = build_card(record, tiling, normalisation_text(), TEACHER_DESCRIPTION, labels.RULE_DESCRIPTION, data_record, onnx_path)
+    teacher = f"{TEACHER_DESCRIPTION} {labels.teacher_shadow_text(config['teacher_shadow_per_cloud'])}"
+    card = build_card(record, tiling, normalisation_text(), teacher, labels.RULE_DESCRIPTION, data_record, onnx_path)
     write_card(card, out_dir / CARD_PATH.name)
     log(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.2f} MB, onnx-vs-torch {diff:.1e}) and its card")
     return record

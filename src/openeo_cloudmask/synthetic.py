@@ -15,8 +15,8 @@ B04 B08) into a cloudy image and its exact label (codes 1..5):
   paint. A textured "brightness"
   (0.4-1.05) adds cloud-top relief; it scales A itself, so shade also lets
   more surface light through.
-* **Labels**: cloud (4) where A >= 0.5, semi-transparent (3) where the
-  layer is visible but the surface still shows through: A < 0.5 and A at
+* **Labels**: cloud (4) where A >= 0.4, semi-transparent (3) where the
+  layer is visible but the surface still shows through: A < 0.4 and A at
   least 0.07, or, over dark surfaces, at least 0.6 x the surface's mean
   reflectance (never below 0.02). Visibility is contrast: a layer of
   A = 0.03 doubles the brightness of open water and is plain to see, while
@@ -24,13 +24,13 @@ B04 B08) into a cloudy image and its exact label (codes 1..5):
   A layer must also change the mean reflectance by at least 5 % of the
   surface's (``VISIBLE_CHANGE``): over fresh snow even thick cloud hardly
   does, and a pixel that looks like snow is labelled as the surface below.
-  A pixel with A >= 0.5 (``cloud_albedo``) is opaque: over vegetation that
-  leaves B08 / B04 at about 1.17, a flat, grey-white spectrum. The real-scene
-  rule of the model card (models/training/labels.py) calls a layer flat from
-  1.25, which over vegetation is A = 0.43, so layers of A 0.43-0.5 are
-  semi-transparent here and opaque on real scenes. Moving this line to 0.4
-  raised the opaque share on real cumulus but was not shipped (EXPERIMENTS.md,
-  "one opaque definition").
+  A pixel with A >= 0.4 (``cloud_albedo``) is opaque. This is the real-scene
+  rule of the model card (models/training/labels.py) seen from the generator:
+  over vegetation a layer flattens B08 / B04 to the rule's opaque bound 1.25
+  at A = 0.43 (0.4 leaves 1.30, inside the rule's "either" band), and its red
+  edge shows (> 1.5, the rule's semi-transparent) below A = 0.3. Up to v2.0.0
+  the line was A = 0.5, so layers of A 0.43-0.5 were semi-transparent here and
+  opaque on real scenes (EXPERIMENTS.md, "one opaque definition").
 * **Shadows**: the thickness field is shifted along the sun azimuth by
   cloud height / tan(sun elevation); only clouds inside the crop cast
   shadows (a shadow never comes without its cloud in view), at most
@@ -54,7 +54,7 @@ import numpy as np
 
 from openeo_cloudmask.udf.cloud_mask import CLEAR, CLOUD, MISSING, SEMI, SHADOW  # noqa: F401  (the class table)
 
-CLOUD_ALBEDO = 0.5
+CLOUD_ALBEDO = 0.4
 SEMI_ALBEDO = 0.07
 #: Over dark surfaces a thinner layer is visible: semi-transparent from SEMI_CONTRAST x the mean surface
 #: reflectance (Weber contrast), never below SEMI_ALBEDO_MIN (about twice the sensor noise).
