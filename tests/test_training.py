@@ -395,3 +395,22 @@ def test_a_few_training_steps_lower_the_loss_and_export(tmp_path):
     record = train.finish(model, config, tmp_path, 0.1, losses[-1], [], log=lambda message: None)
     assert (tmp_path / "cloudmask-s2-4band.onnx").is_file() and (tmp_path / "cloudmask-s2-4band.json").is_file()
     assert record["split"]["split"] == "holdout"
+
+
+def test_real_shadow_is_scored_against_the_peer_on_ground_people_left_uncloudy_only():
+    from openeo_cloudmask.models.training.evaluate import shadow_agreement
+
+    dn = np.full((4, 2, 4), 500.0, np.float32)
+    dn[:, 1, 3] = 0.0  # nodata: never counted
+    label = np.array([[0, 0, 0, 1], [0, 0, 0, 0]], np.uint8)  # (0, 3) is people's cloud: never counted
+    ukis = np.array([[2, 2, 1, 2], [1, 1, 1, 2]], np.uint8)
+    ours = np.array([[2, 1, 2, 2], [1, 1, 1, 2]], np.uint8)
+    scene = scenes.Scene(name="chip", file="chip.nc", level="L2A", dn=dn, label_human=label)
+    preds = {"ours": ours, "v1.3.0": ukis, "ukis_csmask": ukis, "threshold": np.ones_like(ours)}
+    result = shadow_agreement([(scene, preds)], lambda s: s.label_human)
+    assert result["reference"] == "ukis_csmask" and "ukis_csmask" not in result
+    # the peer's shadow on open ground: (0, 0) and (0, 1); ours finds (0, 0) and adds (0, 2)
+    assert result["ours"]["support"] == 2
+    assert result["ours"]["recall"] == 0.5 and result["ours"]["precision"] == 0.5
+    assert result["v1.3.0"]["f1"] == 1.0
+    assert result["threshold"]["recall"] == 0.0

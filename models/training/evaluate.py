@@ -18,6 +18,9 @@ seen the held-out scenes, and the report says so):
   (NDWI > 0.1) given shadow, and on sea ice the share given cloud (3 or 4);
 * the opaque share: labelled cloud pixels with mean(B02, B03, B04) > 0.3 given 4, on the partly cloudy
   human-labelled chips (adwp, adwu) and on the weak-label chips;
+* real shadow, where no shadow label exists: on the labelled chips' pixels people did not call cloud, each
+  method's shadow (2) against ukis-csmask's, a peer's opinion and not the truth (it calls much of the sea ice
+  shadow), reported beside the targets, not as one;
 * per-class F1 on held-out synthetic scenes; cloud F1 against the s2cloudless mask of its test scene;
 * speed: our ONNX against v1.3.0's, alternating in one run, and against ukis-csmask.
 """
@@ -215,6 +218,23 @@ def opaque_share(scenes_preds: list, label_of) -> dict:
     return {m: _share(np.concatenate(v) == 4, np.ones(sum(len(x) for x in v), bool)) for m, v in bright_preds.items()}
 
 
+def shadow_agreement(scenes_preds: list, label_of, reference: str = "ukis_csmask") -> dict:
+    """Each method's shadow (2) against the reference method's, on valid pixels labelled not cloud (label 0).
+
+    No scene here has shadow labels; this measures how much of the peer's real shadow a method finds (recall)
+    and how much of its own shadow the peer shares (precision). The reference itself is left out.
+    """
+    others = [m for m in METHODS if m != reference]
+    ref, pred = [], {m: [] for m in others}
+    for scene, preds in scenes_preds:
+        open_ground = (label_of(scene) == 0) & ~scene.nodata
+        ref.append(preds[reference][open_ground] == 2)
+        for m in others:
+            pred[m].append(preds[m][open_ground] == 2)
+    truth = np.concatenate(ref)
+    return {"reference": reference, **{m: scores(truth, np.concatenate(p)) for m, p in pred.items()}}
+
+
 def clear_scene_scores(scene, preds: dict) -> dict:
     valid = ~scene.nodata
     refl = scene.dn / 10000.0
@@ -248,6 +268,11 @@ def evaluate_real(model_dir: Path, log) -> tuple[dict, list]:
         "weak_labels": opaque_share(weak, lambda s: s.label_weak),
     }
     log(f"opaque share: {metrics['opaque_share']}")
+    metrics["real_shadow"] = {
+        "human_labels": shadow_agreement(human, lambda s: s.label_human),
+        "weak_labels": shadow_agreement(weak, lambda s: s.label_weak),
+    }
+    log(f"real shadow against ukis-csmask's: {metrics['real_shadow']}")
     metrics["clear_scenes"] = {}
     for file in CLEAR_SCENES:
         (scene,) = scene_io.load_file(file)
@@ -476,6 +501,18 @@ def report(metrics: dict, card: dict) -> str:
               "| set | " + " | ".join(METHODS) + " |", "|---" * (len(METHODS) + 1) + "|"]
     for name, row in metrics["opaque_share"].items():
         lines.append(f"| {name} | " + " | ".join(_fmt(row[m]) for m in METHODS) + " |")
+    lines += ["", "## Real shadow, against ukis-csmask's (no shadow labels exist here)", "",
+              "On the labelled chips' pixels that people did not call cloud, each method's shadow (2) is scored against "
+              "ukis-csmask's shadow: recall is the share of the peer's shadow a method finds, precision the share of its "
+              "own shadow the peer shares. The peer is not the truth (on the clear sea ice above it calls "
+              f"{_fmt(_lookup(metrics, ('clear_scenes', 'seaice_t33xvm_20210707', 'ukis_csmask', 'shadow'), ''))} of the "
+              "pixels shadow); read this as agreement, beside the targets, not as one.", "",
+              "| set | method | precision | recall | F1 | peer's shadow px |", "|---|---|---|---|---|---|"]
+    for name, row in metrics["real_shadow"].items():
+        for m in METHODS:
+            if m in row and m != row["reference"]:
+                s = row[m]
+                lines.append(f"| {name} | {m} | {_fmt(s['precision'])} | {_fmt(s['recall'])} | {_fmt(s['f1'])} | {s['support']} |")
     moved = "".join(f", labels with {k} = {v}" for k, v in metrics.get("synthetic_labels", {}).items())
     lines += ["", f"## Held-out synthetic scenes ({metrics['synthetic_scenes']} scenes of 256 px, seed {SYNTHETIC_SEED}{moved})", "",
               "| class | " + " | ".join(f"{m} F1" for m in METHODS) + " |", "|---" * (len(METHODS) + 1) + "|"]
