@@ -1,6 +1,9 @@
 """Paired timing of today's engine against the engine of a git tag, same model, same scene, alternating runs.
 
-    python -m benchmarks.engine_vs_tag [--tag experiments-2026-11] [--rounds 7]
+    python -m benchmarks.engine_vs_tag [--tag 05c574c] [--rounds 7]
+
+The default is the commit tagged ``experiments-2026-11`` (before the training code was pruned), by its hash, since a
+clone may lack the tag.
 
 The engine is one self-contained file (``udf/cloud_mask.py``), so the tag's version is read with ``git show`` and
 imported beside today's. Both mask the same 2048 x 2048 mosaic of real chips (``../shared/data``) with the shipped
@@ -49,7 +52,7 @@ def scene() -> xr.DataArray:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tag", default="experiments-2026-11")
+    parser.add_argument("--tag", default="05c574c", help="a tag or commit (default: experiments-2026-11's commit)")
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args(argv)
     old, cube, context = tag_engine(args.tag), scene(), {"model_dir": str(REPO / "models")}

@@ -24,7 +24,7 @@ JOB_OPTIONS = job_options()
 
 def build(connection=None):
     s2 = load_sentinel2(connection)
-    # the self-contained UDF (model inside, ~1.3 MiB); for a modified UDF: openeo.UDF.from_file(your_file, ...)
+    # the self-contained UDF (model inside, ~1.4 MiB); for a modified UDF: openeo.UDF.from_file(your_file, ...)
     udf = openeo.UDF(self_contained_udf(), runtime="Python", context={"model": MODEL, "processing_level": "L2A"})
     mask = s2.apply_neighborhood(
         process=udf,

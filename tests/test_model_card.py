@@ -121,6 +121,12 @@ def test_overlap_that_cannot_cover_the_receptive_field_is_rejected(model_copy):
         load_model_card(model_copy)
 
 
+def test_card_naming_a_softmax_switch_the_onnx_lacks_is_rejected(model_copy):
+    _edit(model_copy, lambda raw: raw["output"].update(probabilities_switch="skip_softmax"))
+    with pytest.raises(ModelCardError, match="no input 'skip_softmax' with a default"):
+        verify_card_against_onnx(model_copy)
+
+
 def test_card_naming_a_class_output_the_onnx_lacks_is_rejected(model_copy):
     _edit(model_copy, lambda raw: raw["output"].update(classes_name="labels"))
     with pytest.raises(ModelCardError, match="class-index output 'labels'"):

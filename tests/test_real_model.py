@@ -109,9 +109,10 @@ def test_dask_process_is_identical_to_the_engine(demo_cube):
 
 
 def test_class_maps_from_the_graph_equal_the_argmax_of_its_probabilities(demo_cube):
-    """Class maps come from the graph's ``classes`` output, which skips the softmax; they must be the
+    """Class maps come from the graph's ``classes`` output with the softmax switched off; they must be the
     probabilities' argmax, nodata included (``probabilities`` bands are in code order 1..5)."""
-    assert engine.describe_model().classes_name == "classes"
+    model = engine.describe_model()
+    assert model.classes_name == "classes" and model.probabilities_switch == "want_probabilities"
     cube = demo_cube.copy()
     cube[:, :40, :70] = 0
     classes = run_udf(cube, {"output": "classes"}).values[0]

@@ -321,7 +321,7 @@ def test_network_exports_to_onnx_matching_torch(tmp_path, hidden):
     model = CloudMaskNet(widths=(8, 8, 8, 8), stem=4, head_hidden=hidden).eval()
     model.make_missing_a_rule()
     path = export_onnx(model, tmp_path / "net.onnx", size=64)
-    assert check_against_torch(model, path) < 1e-4
+    assert check_against_torch(model, path) < 1e-4  # the rewritten (quarter-resolution) graph against torch
     assert model.size_multiple == 32
     assert measure_receptive_field(model, size=512) >= 128
     dn = torch.full((1, 4, 64, 64), 300.0)
@@ -414,3 +414,51 @@ def test_real_shadow_is_scored_against_the_peer_on_ground_people_left_uncloudy_o
     assert result["ours"]["recall"] == 0.5 and result["ours"]["precision"] == 0.5
     assert result["v1.3.0"]["f1"] == 1.0
     assert result["threshold"]["recall"] == 0.0
+
+
+@pytest.mark.parametrize("hidden", [0, 4])
+def test_the_quarter_resolution_head_gives_the_same_answers_and_its_switch_skips_the_softmax(tmp_path, hidden):
+    torch = pytest.importorskip("torch")
+    onnx = pytest.importorskip("onnx")
+    import onnxruntime as ort
+
+    from openeo_cloudmask.models.training import fast_head
+    from openeo_cloudmask.models.training.export import export_onnx
+    from openeo_cloudmask.models.training.network import CloudMaskNet
+
+    torch.manual_seed(1)
+    model = CloudMaskNet(widths=(8, 8, 8, 8), stem=4, head_hidden=hidden).eval()
+    model.make_missing_a_rule()
+    path = export_onnx(model, tmp_path / "net.onnx", size=64)
+    ops = [n.op_type for n in onnx.load(path).graph.node]
+    assert "ConvTranspose" not in ops and "MatMul" not in ops and ops[-1] == "If"
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_overridable_initializers()] == ["want_probabilities"]
+    dn = (np.random.default_rng(2).random((1, 4, 96, 64)) * 5000).astype(np.float32)
+    dn[:, :, :9, :13] = 0
+    probs, classes = session.run(["probabilities", "classes"], {"dn": dn})  # the switch's default: on
+    off_probs, off_classes = session.run(["probabilities", "classes"], {"dn": dn, "want_probabilities": np.array(False)})
+    assert probs.shape == (1, 5, 96, 64) and off_probs.size == 0
+    np.testing.assert_array_equal(off_classes, classes)
+    np.testing.assert_array_equal(classes[0, 0], probs[0].argmax(axis=0))
+    assert (classes[0, 0, :9, :13] == 4).all()  # index 4 = code 5, missing
+    with torch.no_grad():
+        np.testing.assert_allclose(probs, model(torch.from_numpy(dn)).numpy(), atol=1e-4)
+    # a graph rewritten once is refused, with the reason, and left as it was
+    before = path.read_bytes()
+    assert fast_head.main([str(path)]) == 2
+    assert path.read_bytes() == before
+
+
+def test_the_shipped_model_runs_its_class_maps_with_the_softmax_switched_off():
+    import onnxruntime as ort
+
+    from openeo_cloudmask.udf import cloud_mask as engine
+
+    model = engine.describe_model()
+    session = ort.InferenceSession(str(model.onnx_path), providers=["CPUExecutionProvider"])
+    dn = (np.random.default_rng(3).random((1, 4, 64, 96)) * 4000 + 100).astype(np.float32)
+    on = session.run([model.output_name, model.classes_name], {model.input_name: dn})
+    off = session.run([model.output_name, model.classes_name], {model.input_name: dn, model.probabilities_switch: np.array(False)})
+    assert off[0].size == 0
+    np.testing.assert_array_equal(off[1], on[1])

@@ -320,7 +320,9 @@ class CloudMaskModel:
         self.class_codes = [int(c["code"]) for c in card["output"]["classes"]]
         self.input_name = card["input"]["name"]
         self.output_name = card["output"]["name"]
-        self.classes_name = card["output"].get("classes_name")  # optional: class indices without the softmax
+        self.classes_name = card["output"].get("classes_name")  # optional: class indices
+        # optional boolean graph input (default true): false skips the softmax when only class indices are wanted
+        self.probabilities_switch = card["output"].get("probabilities_switch")
         tiling = card["tiling"]
         self.size_multiple = int(tiling["size_multiple"])
         self.min_tile_size = int(tiling["min_tile_size"])
@@ -489,6 +491,9 @@ def _load_model_locked(model_id: str, model_dir, threads: int) -> CloudMaskModel
     check_model(card, onnx_bytes, where=where, fix=fix)
     ort = _import_onnxruntime(directory)
     options = ort.SessionOptions()
+    # errors only: a graph whose softmax switch is an input with a default makes onnxruntime warn on every load
+    # that the switch is not folded as a constant, which is the point of it
+    options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -528,6 +533,10 @@ def check_model(card: dict, onnx_bytes: bytes = None, session=None, where: str =
         raise ModelFileError(f"{where}: output {outputs} does not give the card's classes {described.class_codes}")
     if described.classes_name is not None and outputs.get(described.classes_name, [None, None])[1] != 1:
         raise ModelFileError(f"{where}: outputs {outputs} lack the card's class-index output {described.classes_name!r}")
+    switch = described.probabilities_switch
+    if switch is not None and switch not in {i.name for i in session.get_overridable_initializers()}:
+        raise ModelFileError(f"{where}: the graph has no input {switch!r} with a default, which its card names as "
+                             "the switch that skips the softmax; re-export the model or drop the key from the card")
 
 
 # --------------------------------------------------------------------------- tiling and blending
@@ -655,7 +664,8 @@ def predict(model: CloudMaskModel, dn: np.ndarray, window=None, overlap=None, or
 
     ``output_name`` defaults to the card's probabilities; a model whose card
     names ``classes_name`` also gives the (1, H, W) uint8 index of the most
-    probable class, without the softmax.
+    probable class, and with the card's ``probabilities_switch`` it does so
+    without computing the softmax.
 
     The image is cut into windows (see :func:`tile_windows`) that share at
     least ``2 * overlap`` pixels, and each pixel is answered by the one window
@@ -691,9 +701,12 @@ def predict(model: CloudMaskModel, dn: np.ndarray, window=None, overlap=None, or
     win_h, win_w = max(win_h, model.min_tile_size), max(win_w, model.min_tile_size)
 
     name = output_name or model.output_name
+    switch = {}
+    if model.probabilities_switch and name != model.output_name:
+        switch = {model.probabilities_switch: np.array(False)}
 
     def run(r: int, c: int) -> np.ndarray:
-        feed = {model.input_name: _window_input(dn, lead_y, lead_x, r, c, win_h, win_w)}
+        feed = {model.input_name: _window_input(dn, lead_y, lead_x, r, c, win_h, win_w), **switch}
         return model.session.run([name], feed)[0][0]
 
     if len(rows) == 1 and len(cols) == 1:  # one window: its output is the answer

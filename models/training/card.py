@@ -16,6 +16,10 @@ MODEL_ID = "cloudmask-s2-4band"
 MODELS_DIR = Path(__file__).resolve().parent.parent
 CARD_PATH = MODELS_DIR / f"{MODEL_ID}.json"
 ONNX_PATH = MODELS_DIR / f"{MODEL_ID}.onnx"
+#: The graph's interface (export.py writes it, the card records it, the engine reads it from the card).
+INPUT_NAME, OUTPUT_NAME, CLASSES_NAME = "dn", "probabilities", "classes"
+#: Boolean graph input, true by default: false skips the softmax (fast_head.py).
+PROBABILITIES_SWITCH = "want_probabilities"
 
 CLASSES = (
     {"code": 1, "name": "clear", "description": "clear land or water"},
@@ -56,7 +60,7 @@ def build_card(config: dict, tiling: dict, normalisation: str, teacher: str, opa
         "processing_levels": ["L1C", "L2A"],
         "resolution_m": 10.0,
         "input": {
-            "name": "dn",
+            "name": INPUT_NAME,
             "bands": ["B02", "B03", "B04", "B08"],
             "dtype": "float32",
             "units": "digital_number",
@@ -65,7 +69,8 @@ def build_card(config: dict, tiling: dict, normalisation: str, teacher: str, opa
             "nodata": 0.0,
             "normalisation": normalisation,
         },
-        "output": {"name": "probabilities", "kind": "probabilities", "classes": list(CLASSES), "classes_name": "classes"},
+        "output": {"name": OUTPUT_NAME, "kind": "probabilities", "classes": list(CLASSES), "classes_name": CLASSES_NAME,
+                   "probabilities_switch": PROBABILITIES_SWITCH},
         "tiling": tiling,
         "training": {
             "script": "python -m openeo_cloudmask.models.training.train",

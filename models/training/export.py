@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-INPUT_NAME = "dn"
-OUTPUT_NAME = "probabilities"
-CLASSES_NAME = "classes"
+from openeo_cloudmask.models.training.card import CLASSES_NAME, INPUT_NAME, OUTPUT_NAME
+from openeo_cloudmask.models.training.fast_head import rewrite
+
 OPSET = 17
 
 
@@ -28,9 +28,11 @@ def export_onnx(model: torch.nn.Module, path: str | Path, size: int = 256) -> Pa
 
     The graph takes raw digital numbers ``dn`` (N, 4, H, W) and returns softmax
     ``probabilities`` (N, 5, H, W) and ``classes`` (N, 1, H, W) uint8, the index
-    of the most probable class. onnxruntime computes only what a caller asks
-    for, so a request for ``classes`` alone skips the softmax. H and W must be
-    multiples of the model's size_multiple.
+    of the most probable class. Its head is then rewritten at quarter resolution
+    (:mod:`fast_head`: the same answers), with the softmax behind the boolean
+    input ``want_probabilities`` (default true; onnxruntime runs every node of a
+    graph, whatever outputs a caller asks for). H and W must be multiples of the
+    model's size_multiple.
     """
     path = Path(path)
     model = model.eval()
@@ -39,7 +41,7 @@ def export_onnx(model: torch.nn.Module, path: str | Path, size: int = 256) -> Pa
     axes = {0: "n", 2: "height", 3: "width"}
     with torch.no_grad():
         torch.onnx.export(
-            _Outputs(model),
+            _Outputs(model).eval(),  # eval: the exporter restores the wrapper's mode on the model afterwards
             (example,),
             buffer,
             input_names=[INPUT_NAME],
@@ -51,6 +53,7 @@ def export_onnx(model: torch.nn.Module, path: str | Path, size: int = 256) -> Pa
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(buffer.getvalue())
+    rewrite(path)
     return path
 
 

@@ -237,8 +237,8 @@ class CloudMaskNet(nn.Module):
 
     def outputs(self, dn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """What the ONNX graph returns: probabilities (N, K, H, W), and classes (N, 1, H, W) uint8, the index of
-        the most probable class (first on ties), from the same clamped logits. A caller that wants only class
-        maps asks onnxruntime for ``classes``, which skips the softmax (see export.py)."""
+        the most probable class (first on ties), from the same clamped logits. export.py then rewrites the head at
+        quarter resolution with the softmax behind a switch (fast_head.py), for callers that want class maps only."""
         logits = self.logits(dn)
         if not self.head.carries_missing_rule:
             logits = logits + (dn.amax(dim=1, keepdim=True) <= 0).to(dn.dtype) * self.missing_onehot

@@ -52,7 +52,7 @@ CONFIG_PATH = Path(__file__).resolve().parent / "config.json"
 SOURCES = ("synthetic", "teacher", "human", "clear")
 BACKGROUND_SOURCES = ("background_scenes", "clear_scenes", "teacher_clear_crops", "procedural")
 DEFAULT_CONFIG = {
-    "version": "2.1.0",
+    "version": "2.1.1",
     "seed": 20260101,
     "max_steps": 6000,
     "widths": [24, 48, 80, 128],

@@ -70,7 +70,13 @@ class OutputSpec(_Strict):
     classes_name: str | None = Field(
         default=None,
         description="optional second ONNX output, shape (N, 1, H, W) uint8: the index into ``classes`` of the most "
-        "probable class, first on ties. Asking onnxruntime for it alone skips the softmax",
+        "probable class, first on ties",
+    )
+    probabilities_switch: str | None = Field(
+        default=None,
+        description="optional boolean ONNX input, true by default: false skips the softmax (``name`` then comes back "
+        "empty), for a caller that wants only ``classes_name``. onnxruntime runs every node of a graph whatever "
+        "outputs are asked for, so only a switch saves that work",
     )
 
     @field_validator("classes")
