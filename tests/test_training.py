@@ -462,3 +462,16 @@ def test_the_shipped_model_runs_its_class_maps_with_the_softmax_switched_off():
     off = session.run([model.output_name, model.classes_name], {model.input_name: dn, model.probabilities_switch: np.array(False)})
     assert off[0].size == 0
     np.testing.assert_array_equal(off[1], on[1])
+
+
+def test_the_cloud_nir_tint_sets_the_layers_nir_against_its_blue():
+    black = np.full((4, 64, 64), 0.0005, np.float32)  # a black surface: what the sensor sees is the layer's albedo
+    ratios = {}
+    for tint in ((0.9, 0.9), (1.1, 1.1)):
+        dn, label = synthesize(black, np.random.default_rng(5), options={
+            "kinds": ["stratus"], "nodata": False, "cloud_nir_tint": tint, "path_radiance_probability": 0.0})
+        cloud = label == CLOUD
+        assert cloud.mean() > 0.1
+        ratios[tint] = float(np.median(dn[3][cloud] / dn[0][cloud]))
+    # the per-band jitter (0.97-1.03) and noise leave the drawn tint within a few per cent
+    assert 0.84 < ratios[(0.9, 0.9)] < 0.96 and 1.03 < ratios[(1.1, 1.1)] < 1.17

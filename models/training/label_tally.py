@@ -5,7 +5,8 @@
 Draws ``--crops`` crops with the training sampler (the config's shares, with ``--set`` applied as in ``train``) and,
 for the pixels of each region below, prints the weighted share each source labels clear, shadow and cloud. The
 regions are where the models that fail the clear land put their shadow (false_shadow.py): bluish land of middling NIR,
-dark land, and the dormant land they keep clear. EXPERIMENTS.md ("A shadow needs its cloud") quotes its output.
+dark land, and the dormant land they keep clear; and where the held-out sea ice lies. EXPERIMENTS.md ("A shadow needs
+its cloud", "Sea ice in four bands") quotes its output.
 """
 
 from __future__ import annotations
@@ -19,12 +20,23 @@ from openeo_cloudmask.models.training import scenes as scene_io
 from openeo_cloudmask.models.training import train
 from openeo_cloudmask.udf.cloud_mask import CLEAR, SEMI, SHADOW
 
-#: name -> (B08 range, B02/B08 range), reflectance
+#: name -> (band or index, low, high) bounds, all of which a pixel must meet; reflectance. "nir" is B08, "blue/nir"
+#: B02 / B08, "visible" the mean of B02, B03, B04, "nir/red" B08 / B04.
 REGIONS = {
-    "bluish, middling NIR": ((0.13, 0.19), (0.6, 0.85)),
-    "dark": ((0.08, 0.13), (0.6, 1.1)),
-    "dormant, clear-looking": ((0.2, 0.3), (0.35, 0.6)),
+    "bluish, middling NIR": (("nir", 0.13, 0.19), ("blue/nir", 0.6, 0.85)),
+    "dark": (("nir", 0.08, 0.13), ("blue/nir", 0.6, 1.1)),
+    "dormant, clear-looking": (("nir", 0.2, 0.3), ("blue/nir", 0.35, 0.6)),
+    # where the held-out sea ice lies (seaice_t33xvm: visible 0.43-0.81, B08/B04 0.58-0.86 from its 10th to 90th
+    # percentile) and where snow, ice and cloud over them meet
+    "bright, NIR below red": (("visible", 0.45, 0.85), ("nir/red", 0.7, 0.9)),
 }
+
+
+def indices(dn: np.ndarray) -> dict:
+    refl = dn / 10000.0
+    nir = np.maximum(refl[3], 1e-4)
+    return {"nir": refl[3], "blue/nir": refl[0] / nir, "visible": refl[:3].mean(axis=0),
+            "nir/red": refl[3] / np.maximum(refl[2], 1e-4)}
 
 
 def tally(config: dict, crops: int, seed: int = 1) -> dict:
@@ -36,11 +48,10 @@ def tally(config: dict, crops: int, seed: int = 1) -> dict:
     for _ in range(crops):
         source = train._pick(rng, sampler.shares)
         dn, member, weight = sampler.synthetic(config["crop"]) if source == "synthetic" else sampler.real_crop(source, config["crop"])
-        blue, nir = dn[0] / 10000.0, np.maximum(dn[3] / 10000.0, 1e-4)
+        values = indices(dn)
         single = member.sum(axis=0) == 1
-        for name, ((nir_lo, nir_hi), (ratio_lo, ratio_hi)) in REGIONS.items():
-            ratio = blue / nir
-            where = (nir >= nir_lo) & (nir < nir_hi) & (ratio >= ratio_lo) & (ratio < ratio_hi)
+        for name, bounds in REGIONS.items():
+            where = np.logical_and.reduce([(values[key] >= lo) & (values[key] < hi) for key, lo, hi in bounds])
             if not where.any():
                 continue
             w = weight[where]

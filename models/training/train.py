@@ -37,6 +37,7 @@ from openeo_cloudmask.models.training.card import CARD_PATH, ONNX_PATH, build_ca
 from openeo_cloudmask.models.training.teacher import TEACHER_DESCRIPTION, teacher_probabilities
 from openeo_cloudmask.synthetic import (
     CLOUD_ALBEDO,
+    CLOUD_NIR_TINT,
     PATH_RADIANCE_PROBABILITY,
     SEMI_ALBEDO,
     SEMI_ALBEDO_MIN,
@@ -82,6 +83,8 @@ DEFAULT_CONFIG = {
     # share of synthetic crops drawn without any cloud layer: a dark or bluish (L1C path radiance) surface with no
     # cloud in view is clear, not shadow
     "synthetic_cloud_free": 0.0,
+    # (low, high) range of a synthetic cloud layer's B08 albedo relative to its B02 (synthetic.CLOUD_NIR_TINT)
+    "synthetic_cloud_nir_tint": list(CLOUD_NIR_TINT),
     # share of synthetic crops given an L1C-like (Rayleigh-shaped) path radiance
     "synthetic_path_radiance": PATH_RADIANCE_PROBABILITY,
     # share of procedural backgrounds that are snow and ice landscapes (synthetic.SNOW_SPECTRA)
@@ -212,6 +215,7 @@ class Sampler:
             "semi_albedo_min": config["synthetic_semi_albedo_min"],
             "path_radiance_probability": config["synthetic_path_radiance"],
             "shadow_max_px": config["synthetic_shadow_max_px"],
+            "cloud_nir_tint": tuple(config["synthetic_cloud_nir_tint"]),
         }
 
     def _background(self, size: int) -> np.ndarray:

@@ -66,6 +66,9 @@ VISIBLE_CHANGE = 0.05
 #: Share of synthetic scenes given an L1C-like path radiance (top-of-atmosphere look).
 PATH_RADIANCE_PROBABILITY = 0.35
 ALBEDO_TAU = 6.5
+#: Range of a cloud layer's B08 albedo relative to its B02 (a uniform draw per scene; the visible bands get 1.0, 0.99
+#: and 0.98). Real clouds are nearly grey; see ``cloud_nir_tint`` in :func:`synthesize`.
+CLOUD_NIR_TINT = (0.9, 1.0)
 #: Share of procedural backgrounds dominated by one surface type.
 DOMINANT_COVER_PROBABILITY = 0.3
 CLOUD_KINDS = ("cumulus", "stratus", "fragmented", "cirrus", "haze")
@@ -177,7 +180,8 @@ def synthesize(background: np.ndarray, rng: np.random.Generator, margin: int = 6
     cast no shadow into it). ``options`` can force ``kinds`` (list of cloud kinds; ``[]`` gives a cloud-free crop), ``nodata`` (bool),
     ``shadow_px`` (shadow distance) for tests, and set ``pixel_m`` (the pixel size, for shadow lengths),
     ``shadow_max_px`` (the longest shadow), the semi-transparent threshold (:func:`semi_threshold`):
-    ``semi_albedo``, ``semi_contrast`` and ``semi_albedo_min``, the opaque threshold ``cloud_albedo``, and
+    ``semi_albedo``, ``semi_contrast`` and ``semi_albedo_min``, the opaque threshold ``cloud_albedo``,
+    ``cloud_nir_tint`` (the (low, high) range of a layer's B08 albedo relative to its B02) and
     ``path_radiance_probability`` (the share given an L1C look).
     """
     options = options or {}
@@ -220,7 +224,8 @@ def synthesize(background: np.ndarray, rng: np.random.Generator, margin: int = 6
     # cloud: adding formula with a textured, nearly grey albedo
     albedo = tau / (tau + ALBEDO_TAU)
     brightness = np.clip(rng.uniform(0.75, 1.0) + 0.12 * fractal_noise(rng, (size, size), 2.5), 0.4, 1.05)
-    tint = np.array([1.0, 0.99, 0.98, rng.uniform(0.9, 1.0)], np.float32) * rng.uniform(0.97, 1.03, 4).astype(np.float32)
+    nir_tint = rng.uniform(*options.get("cloud_nir_tint", CLOUD_NIR_TINT))
+    tint = np.array([1.0, 0.99, 0.98, nir_tint], np.float32) * rng.uniform(0.97, 1.03, 4).astype(np.float32)
     a_band = np.clip(albedo[None] * brightness[None] * tint[:, None, None], 0.0, 0.98)
     image = a_band + (1 - a_band) ** 2 * surface / (1 - a_band * surface)
 
