@@ -209,10 +209,11 @@ def test_missing_data_folder_gives_one_clear_line(monkeypatch, tmp_path):
 
 
 def test_scripts_stop_on_missing_data_before_work(monkeypatch, tmp_path):
-    from openeo_cloudmask.models.training import evaluate, false_shadow, label_tally, train
+    from openeo_cloudmask.models.training import cloud_nir_red, evaluate, false_shadow, label_tally, train
 
     monkeypatch.setenv(scenes.DATA_ENV, str(tmp_path / "absent"))
-    for main, argv in ((train.main, []), (evaluate.main, []), (false_shadow.main, ["--model-dir", str(tmp_path)]), (label_tally.main, [])):
+    for main, argv in ((train.main, []), (evaluate.main, []), (false_shadow.main, ["--model-dir", str(tmp_path)]),
+                       (label_tally.main, []), (cloud_nir_red.main, [])):
         with pytest.raises(SystemExit, match="absent"):
             main(argv)
 
