@@ -82,9 +82,7 @@ def raw_inference(model_id: str, model_dir) -> Method:
     indices, as the engine asks for class maps)."""
     model = engine.load_model(model_id, None if model_dir is None else str(model_dir), THREADS)
     multiple = model.size_multiple
-    # what the engine asks for when it makes class maps: the class indices, with the softmax switched off
-    name = model.classes_name or model.output_name
-    switch = {model.probabilities_switch: np.array(False)} if model.probabilities_switch else {}
+    name = model.classes_name or model.output_name  # what the engine asks for when it makes class maps
 
     def prepare(scene):
         dn = scene["four_band"].astype(np.float32)
@@ -98,7 +96,7 @@ def raw_inference(model_id: str, model_dir) -> Method:
         description="our ONNX model alone: one `session.run` on the whole scene (no windows, no blending)",
         threads=f"onnxruntime intra_op={THREADS}, inter_op=1",
         prepare=prepare,
-        run=lambda tensor: model.session.run([name], {model.input_name: tensor, **switch}),
+        run=lambda tensor: model.session.run([name], model.feed(tensor, probabilities=name == model.output_name)),
     )
 
 

@@ -335,6 +335,13 @@ class CloudMaskModel:
     def __repr__(self):
         return f"CloudMaskModel({self.card['id']!r} v{self.card['version']}, bands={self.bands})"
 
+    def feed(self, dn: np.ndarray, probabilities: bool = True) -> dict:
+        """The session's inputs for ``dn``; ``probabilities`` False turns the card's softmax switch off, if it has
+        one (for a caller that asks only for ``classes_name``)."""
+        if probabilities or not self.probabilities_switch:
+            return {self.input_name: dn}
+        return {self.input_name: dn, self.probabilities_switch: np.array(False)}
+
 
 #: How many InferenceSessions this process has created (tests and operators check "once per process").
 SESSION_LOADS = {"count": 0}
@@ -701,12 +708,9 @@ def predict(model: CloudMaskModel, dn: np.ndarray, window=None, overlap=None, or
     win_h, win_w = max(win_h, model.min_tile_size), max(win_w, model.min_tile_size)
 
     name = output_name or model.output_name
-    switch = {}
-    if model.probabilities_switch and name != model.output_name:
-        switch = {model.probabilities_switch: np.array(False)}
 
     def run(r: int, c: int) -> np.ndarray:
-        feed = {model.input_name: _window_input(dn, lead_y, lead_x, r, c, win_h, win_w), **switch}
+        feed = model.feed(_window_input(dn, lead_y, lead_x, r, c, win_h, win_w), probabilities=name == model.output_name)
         return model.session.run([name], feed)[0][0]
 
     if len(rows) == 1 and len(cols) == 1:  # one window: its output is the answer

